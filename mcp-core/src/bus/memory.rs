@@ -1,0 +1,275 @@
+//! `MemoryBus`: the in-process bus, with a bounded replay ring for resuming subscribers.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::{BusError, Delivery, EventBus, EventFilter, Subscription};
+use crate::{Event, EventId, NewEvent};
+
+/// Sizes of a [`MemoryBus`].
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryBusConfig {
+    /// How many recent events are kept for subscribers that resume with a cursor.
+    pub replay_capacity: usize,
+    /// How many undelivered events one subscriber may have queued before it is cut off with a
+    /// [`Delivery::Resync`].
+    pub subscriber_capacity: usize,
+}
+
+impl Default for MemoryBusConfig {
+    fn default() -> Self {
+        Self {
+            replay_capacity: 10_000,
+            subscriber_capacity: 4_096,
+        }
+    }
+}
+
+/// The default, in-process [`EventBus`].
+#[derive(Debug)]
+pub struct MemoryBus {
+    config: MemoryBusConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    last_id: EventId,
+    ring: VecDeque<Arc<Event>>,
+    /// The id of the newest event dropped from the ring, if any: a cursor older than this has
+    /// missed events the bus can no longer replay.
+    evicted_up_to: Option<EventId>,
+    subscribers: Vec<Subscriber>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    filter: EventFilter,
+    tx: mpsc::Sender<Delivery>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl MemoryBus {
+    pub fn new(config: MemoryBusConfig) -> Self {
+        Self {
+            config: MemoryBusConfig {
+                replay_capacity: config.replay_capacity,
+                subscriber_capacity: config.subscriber_capacity.max(1),
+            },
+            state: Mutex::new(State {
+                last_id: EventId::ZERO,
+                ring: VecDeque::new(),
+                evicted_up_to: None,
+                subscribers: Vec::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters to readers (each field is updated by a single statement), so recover.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new(MemoryBusConfig::default())
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, event: NewEvent) -> Result<Arc<Event>, BusError> {
+        let mut state = self.state();
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        let id = state.last_id.next_after(now_ms);
+        state.last_id = id;
+        let event = Arc::new(event.into_event(id));
+
+        if self.config.replay_capacity > 0 {
+            if state.ring.len() == self.config.replay_capacity
+                && let Some(evicted) = state.ring.pop_front()
+            {
+                state.evicted_up_to = Some(evicted.id);
+            }
+            state.ring.push_back(event.clone());
+        } else {
+            state.evicted_up_to = Some(id);
+        }
+
+        state.subscribers.retain(|sub| {
+            if !sub.filter.matches(&event) {
+                return !sub.tx.is_closed();
+            }
+            match sub.tx.try_send(Delivery::Event(event.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.overflowed.store(true, Ordering::Release);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        Ok(event)
+    }
+
+    async fn subscribe(
+        &self,
+        filter: EventFilter,
+        after: Option<EventId>,
+    ) -> Result<Subscription, BusError> {
+        let mut state = self.state();
+        let mut backlog: Vec<Delivery> = Vec::new();
+        if let Some(cursor) = after {
+            if state.evicted_up_to.is_some_and(|evicted| cursor < evicted) {
+                backlog.push(Delivery::Resync);
+            } else {
+                backlog.extend(
+                    state
+                        .ring
+                        .iter()
+                        .filter(|event| event.id > cursor && filter.matches(event))
+                        .map(|event| Delivery::Event(event.clone())),
+                );
+            }
+        }
+        // The channel must hold the whole backlog, or the replay itself would overflow it.
+        let capacity = self.config.subscriber_capacity.max(backlog.len() + 1);
+        let (tx, rx) = mpsc::channel(capacity);
+        for delivery in backlog {
+            // Cannot fail: the receiver is alive and the channel has room for the backlog.
+            let _ = tx.try_send(delivery);
+        }
+        let overflowed = Arc::new(AtomicBool::new(false));
+        state.subscribers.push(Subscriber {
+            filter,
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        Ok(Subscription::new(rx, overflowed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: &str) -> NewEvent {
+        NewEvent::new("tasks", kind, "test")
+    }
+
+    async fn next_event(sub: &mut Subscription) -> Arc<Event> {
+        match sub.recv().await {
+            Some(Delivery::Event(event)) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ids_are_strictly_increasing() {
+        let bus = MemoryBus::default();
+        let mut last = EventId::ZERO;
+        for _ in 0..5_000 {
+            let event = bus.publish(ev("a")).await.expect("publish");
+            assert!(event.id > last, "{} after {}", event.id, last);
+            last = event.id;
+        }
+    }
+
+    #[tokio::test]
+    async fn live_subscribers_get_matching_events_in_order() {
+        let bus = MemoryBus::default();
+        let mut all = bus
+            .subscribe(EventFilter::all(), None)
+            .await
+            .expect("subscribe");
+        let mut only_b = bus
+            .subscribe(EventFilter::all().types(["b"]), None)
+            .await
+            .expect("subscribe");
+        let a = bus.publish(ev("a")).await.expect("publish");
+        let b = bus.publish(ev("b")).await.expect("publish");
+        assert_eq!(next_event(&mut all).await.id, a.id);
+        assert_eq!(next_event(&mut all).await.id, b.id);
+        assert_eq!(next_event(&mut only_b).await.id, b.id);
+    }
+
+    #[tokio::test]
+    async fn resume_replays_exactly_what_came_after_the_cursor() {
+        let bus = MemoryBus::default();
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            ids.push(bus.publish(ev("a")).await.expect("publish").id);
+        }
+        let mut sub = bus
+            .subscribe(EventFilter::all(), Some(ids[3]))
+            .await
+            .expect("subscribe");
+        let live = bus.publish(ev("a")).await.expect("publish").id;
+        for expected in ids[4..].iter().copied().chain([live]) {
+            assert_eq!(next_event(&mut sub).await.id, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cursor_older_than_the_ring_gets_resync() {
+        let bus = MemoryBus::new(MemoryBusConfig {
+            replay_capacity: 3,
+            subscriber_capacity: 16,
+        });
+        let first = bus.publish(ev("a")).await.expect("publish").id;
+        for _ in 0..5 {
+            bus.publish(ev("a")).await.expect("publish");
+        }
+        let mut sub = bus
+            .subscribe(EventFilter::all(), Some(first))
+            .await
+            .expect("subscribe");
+        assert_eq!(sub.recv().await, Some(Delivery::Resync));
+        let live = bus.publish(ev("a")).await.expect("publish").id;
+        assert_eq!(next_event(&mut sub).await.id, live);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_to_resync() {
+        let bus = MemoryBus::new(MemoryBusConfig {
+            replay_capacity: 100,
+            subscriber_capacity: 2,
+        });
+        let mut slow = bus
+            .subscribe(EventFilter::all(), None)
+            .await
+            .expect("subscribe");
+        for _ in 0..5 {
+            bus.publish(ev("a")).await.expect("publish");
+        }
+        next_event(&mut slow).await;
+        next_event(&mut slow).await;
+        assert_eq!(slow.recv().await, Some(Delivery::Resync));
+        assert_eq!(slow.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn dropped_subscriptions_are_forgotten() {
+        let bus = MemoryBus::default();
+        let sub = bus
+            .subscribe(EventFilter::all(), None)
+            .await
+            .expect("subscribe");
+        drop(sub);
+        bus.publish(ev("a")).await.expect("publish");
+        assert!(bus.state().subscribers.is_empty());
+    }
+}

@@ -1,0 +1,76 @@
+-- Switchboard tasks, SQLite dialect. Ids are UUID text; times are microseconds since the epoch.
+
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY NOT NULL,
+    email           TEXT NOT NULL,            -- stored lower-case
+    name            TEXT,
+    github_username TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX users_email_key ON users (email);
+CREATE UNIQUE INDEX users_github_key ON users (lower(github_username));
+
+CREATE TABLE repositories (
+    id         TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,                 -- owner/name
+    url        TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX repositories_name_key ON repositories (lower(name));
+
+CREATE TABLE tasks (
+    id            TEXT PRIMARY KEY NOT NULL,
+    title         TEXT NOT NULL,
+    description   TEXT NOT NULL DEFAULT '',
+    status        TEXT NOT NULL CHECK (status IN ('not_started', 'in_progress', 'blocked', 'in_review', 'completed', 'cancelled')),
+    priority      TEXT NOT NULL CHECK (priority IN ('low', 'medium', 'high', 'urgent')),
+    complexity    TEXT NOT NULL CHECK (complexity IN ('low', 'medium', 'high')),
+    assignee_id   TEXT NOT NULL REFERENCES users (id),
+    repository_id TEXT NOT NULL REFERENCES repositories (id),
+    created_by    TEXT NOT NULL,
+    updated_by    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    version       INTEGER NOT NULL
+);
+-- Every listing is ordered by (updated_at, id) descending: each filter's index ends with it.
+CREATE INDEX tasks_updated_idx ON tasks (updated_at DESC, id DESC);
+CREATE INDEX tasks_assignee_idx ON tasks (assignee_id, updated_at DESC, id DESC);
+CREATE INDEX tasks_repository_idx ON tasks (repository_id, updated_at DESC, id DESC);
+CREATE INDEX tasks_status_idx ON tasks (status, updated_at DESC, id DESC);
+
+CREATE TABLE task_comments (
+    id         TEXT PRIMARY KEY NOT NULL,
+    task_id    TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    comment    TEXT NOT NULL,
+    author     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX task_comments_task_idx ON task_comments (task_id, created_at);
+
+-- History outlives its task (no foreign key), so a deletion stays auditable.
+CREATE TABLE task_history (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id   TEXT NOT NULL,
+    field     TEXT NOT NULL,
+    old_value TEXT,
+    new_value TEXT,
+    actor     TEXT NOT NULL,
+    comment   TEXT,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX task_history_task_idx ON task_history (task_id, id);
+
+-- The outbox: one row per committed change, written in the change's transaction, and marked
+-- with the bus's id once published.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic        TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    subject      TEXT NOT NULL,               -- JSON object
+    data         TEXT NOT NULL,               -- JSON
+    at           INTEGER NOT NULL,
+    published_id TEXT
+);
+CREATE INDEX events_pending_idx ON events (seq) WHERE published_id IS NULL;

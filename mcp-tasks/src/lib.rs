@@ -1,0 +1,15 @@
+//! Switchboard's task domain: users, repositories, tasks, comments and history; the
+//! [`TaskStore`] seam with its SQLite and PostgreSQL stores; the [`TaskService`] that validates,
+//! versions and records every change and publishes its event; and the MCP server agents use.
+
+mod domain;
+mod error;
+pub mod store;
+
+pub use domain::{
+    Comment, Complexity, HistoryEntry, Priority, Repository, Status, Task, TaskDetail, User,
+};
+pub use error::{Error, Result};
+pub use store::TaskStore;
+pub mod service;
+pub use service::TaskService;

@@ -1,0 +1,497 @@
+//! `TaskService`: the one place task rules live. It validates input, resolves users and
+//! repositories, enforces versions, records history with the actor, writes each change with its
+//! outbox event in one transaction, and publishes committed events to the bus.
+
+mod validate;
+
+use std::sync::Arc;
+
+use mcp_core::{EventBus, NewEvent};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    Comment, Complexity, Error, HistoryEntry, Priority, Result, Status, Task, TaskDetail, User,
+    domain::now,
+    store::{Cursor, Modified, StatusFilter, TaskPage, TaskQuery, TaskStore, TaskWrite},
+};
+
+/// The topic every task event is published on.
+pub const TOPIC: &str = "tasks";
+
+/// A task to create. Users may be named by id, email or GitHub username.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub description: String,
+    pub assignee: String,
+    /// `owner/name`; registered with the task if it is new.
+    pub repository: String,
+    pub priority: Option<Priority>,
+    pub complexity: Option<Complexity>,
+}
+
+/// The editable fields of a task; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    pub complexity: Option<Complexity>,
+    /// A user's id, email or GitHub username.
+    pub assignee: Option<String>,
+}
+
+/// A user to register.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub email: String,
+    pub name: Option<String>,
+    pub github_username: Option<String>,
+}
+
+/// Filters of a task listing; users by id, email or GitHub username.
+#[derive(Debug, Clone, Default)]
+pub struct ListTasks {
+    pub assignee: Option<String>,
+    pub repository: Option<String>,
+    pub status: Option<StatusFilter>,
+    pub text: Option<String>,
+    pub limit: Option<u32>,
+    /// The opaque `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of tasks, most recently updated first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Change {
+    field: &'static str,
+    old_value: String,
+    new_value: String,
+}
+
+/// Task operations for agents (MCP), editors (REST) and embedding programs alike.
+pub struct TaskService {
+    store: Arc<dyn TaskStore>,
+    bus: Arc<dyn EventBus>,
+    /// Serialises outbox publishing so events reach the bus in commit order.
+    relay: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for TaskService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskService").finish_non_exhaustive()
+    }
+}
+
+impl TaskService {
+    pub fn new(store: Arc<dyn TaskStore>, bus: Arc<dyn EventBus>) -> Self {
+        Self {
+            store,
+            bus,
+            relay: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.store
+    }
+
+    /// Registers a user. Emails are kept lower-case; email and GitHub username are unique.
+    pub async fn add_user(&self, input: NewUser) -> Result<User> {
+        let user = User {
+            id: Uuid::now_v7(),
+            email: validate::email(&input.email)?,
+            name: validate::optional_text("name", input.name.as_deref(), 255)?,
+            github_username: input
+                .github_username
+                .as_deref()
+                .map(validate::github_username)
+                .transpose()?,
+            created_at: now(),
+        };
+        self.store.insert_user(&user).await?;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        self.store.list_users().await
+    }
+
+    /// A user by id, email or GitHub username; an unknown one is an error naming close matches.
+    pub async fn resolve_user(&self, key: &str) -> Result<User> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(Error::Invalid {
+                field: "user",
+                message: "give a user's id, email or GitHub username".into(),
+            });
+        }
+        if let Some(user) = self.store.find_user(key).await? {
+            return Ok(user);
+        }
+        let users = self.store.list_users().await?;
+        let candidates = users.iter().flat_map(|u| {
+            [Some(u.email.as_str()), u.github_username.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(move |name| (name, u.email.as_str()))
+        });
+        Err(Error::UnknownUser {
+            given: key.chars().take(100).collect(),
+            suggestions: validate::close_matches(key, candidates),
+        })
+    }
+
+    pub async fn create_task(&self, input: NewTask, actor: &str) -> Result<Task> {
+        let actor = validate::actor(actor)?;
+        let title = validate::title(&input.title)?;
+        let description = validate::description(&input.description)?;
+        let repository_name = validate::repository(&input.repository)?;
+        let assignee = self.resolve_user(&input.assignee).await?;
+        // An existing repository keeps the spelling it was registered with.
+        let repository = match self.store.find_repository(&repository_name).await? {
+            Some(existing) => existing.name,
+            None => repository_name,
+        };
+        let at = now();
+        let task = Task {
+            id: Uuid::now_v7(),
+            title,
+            description,
+            status: Status::NotStarted,
+            priority: input.priority.unwrap_or(Priority::Medium),
+            complexity: input.complexity.unwrap_or(Complexity::Medium),
+            assignee_id: assignee.id,
+            assignee: assignee.email,
+            repository,
+            created_by: actor.clone(),
+            updated_by: actor.clone(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let history = [HistoryEntry {
+            field: "created".into(),
+            old_value: None,
+            new_value: Some(task.title.clone()),
+            actor: actor.clone(),
+            comment: None,
+            at,
+        }];
+        let event = task_event("task_created", &actor, &task, json!({ "task": task }));
+        self.store.insert_task(&task, &history, &event).await?;
+        self.publish_pending().await;
+        Ok(task)
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Task> {
+        let id = validate::task_id(id)?;
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "task",
+                id: id.to_string(),
+            })
+    }
+
+    /// A task with its comments and history.
+    pub async fn get_task_detail(&self, id: &str) -> Result<TaskDetail> {
+        let task = self.get_task(id).await?;
+        let (comments, history) =
+            tokio::try_join!(self.store.comments(task.id), self.store.history(task.id))?;
+        Ok(TaskDetail {
+            task,
+            comments,
+            history,
+        })
+    }
+
+    pub async fn list_tasks(&self, input: ListTasks) -> Result<TaskList> {
+        let limit = match input.limit {
+            None => TaskQuery::DEFAULT_LIMIT,
+            Some(limit) if (1..=TaskQuery::MAX_LIMIT).contains(&limit) => limit,
+            Some(limit) => {
+                return Err(Error::Invalid {
+                    field: "limit",
+                    message: format!("{limit} is not between 1 and {}", TaskQuery::MAX_LIMIT),
+                });
+            }
+        };
+        let assignee_id = match input.assignee.as_deref() {
+            Some(key) => Some(self.resolve_user(key).await?.id),
+            None => None,
+        };
+        let repository_id = match input.repository.as_deref() {
+            Some(name) => Some(self.resolve_repository(name).await?),
+            None => None,
+        };
+        let text = validate::optional_text("query", input.text.as_deref(), 200)?;
+        let after = input.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let TaskPage { tasks, next_cursor } = self
+            .store
+            .list_tasks(&TaskQuery {
+                assignee_id,
+                repository_id,
+                status: input.status,
+                text,
+                limit,
+                after,
+            })
+            .await?;
+        Ok(TaskList {
+            tasks,
+            next_cursor: next_cursor.map(|c| c.encode()),
+        })
+    }
+
+    async fn resolve_repository(&self, name: &str) -> Result<Uuid> {
+        let name = name.trim();
+        if let Some(repository) = self.store.find_repository(name).await? {
+            return Ok(repository.id);
+        }
+        let repositories = self.store.list_repositories().await?;
+        Err(Error::UnknownRepository {
+            given: name.chars().take(100).collect(),
+            suggestions: validate::close_matches(
+                name,
+                repositories
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.name.as_str())),
+            ),
+        })
+    }
+
+    /// Changes the fields `patch` sets, recording `comment` with each change. With
+    /// `expected_version`, a task whose version differs is left alone and [`Error::Conflict`]
+    /// names the current version; without it the patch applies to the current task. A patch
+    /// that changes nothing returns the task as it is, with no event and no new version.
+    pub async fn update_task(
+        &self,
+        id: &str,
+        patch: TaskPatch,
+        actor: &str,
+        expected_version: Option<i64>,
+        comment: Option<&str>,
+    ) -> Result<Task> {
+        let id = validate::task_id(id)?;
+        let actor = validate::actor(actor)?;
+        let comment = validate::optional_text("comment", comment, validate::MAX_COMMENT)?;
+        let title = patch.title.as_deref().map(validate::title).transpose()?;
+        let description = patch
+            .description
+            .as_deref()
+            .map(validate::description)
+            .transpose()?;
+        let assignee = match patch.assignee.as_deref() {
+            Some(key) => Some(self.resolve_user(key).await?),
+            None => None,
+        };
+
+        let edit = move |current: &Task| -> Result<Option<TaskWrite>> {
+            if let Some(expected) = expected_version
+                && expected != current.version
+            {
+                return Err(Error::Conflict {
+                    task_id: current.id.to_string(),
+                    expected,
+                    current: current.version,
+                });
+            }
+            let mut next = current.clone();
+            if let Some(title) = title {
+                next.title = title;
+            }
+            if let Some(description) = description {
+                next.description = description;
+            }
+            next.status = patch.status.unwrap_or(current.status);
+            next.priority = patch.priority.unwrap_or(current.priority);
+            next.complexity = patch.complexity.unwrap_or(current.complexity);
+            if let Some(user) = assignee {
+                next.assignee_id = user.id;
+                next.assignee = user.email;
+            }
+            let changes = diff(current, &next);
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let at = now();
+            next.updated_by.clone_from(&actor);
+            // Keep updated_at monotonic per task even if the clock steps back.
+            next.updated_at = at.max(current.updated_at);
+            next.version = current.version + 1;
+            let history = changes
+                .iter()
+                .map(|c| HistoryEntry {
+                    field: c.field.to_owned(),
+                    old_value: Some(c.old_value.clone()),
+                    new_value: Some(c.new_value.clone()),
+                    actor: actor.clone(),
+                    comment: comment.clone(),
+                    at,
+                })
+                .collect();
+            let kind = if next.status == Status::Completed && current.status != Status::Completed {
+                "task_completed"
+            } else if next.assignee_id != current.assignee_id {
+                "task_assigned"
+            } else {
+                "task_updated"
+            };
+            let mut data = json!({ "task": next, "changes": changes });
+            if let Some(comment) = &comment {
+                data["comment"] = json!(comment);
+            }
+            let event = task_event(kind, &actor, &next, data);
+            Ok(Some(TaskWrite {
+                task: next,
+                history,
+                event,
+            }))
+        };
+        match self.store.modify_task(id, Box::new(edit)).await? {
+            Modified::Unchanged(task) => Ok(task),
+            Modified::Updated(task) => {
+                self.publish_pending().await;
+                Ok(task)
+            }
+        }
+    }
+
+    /// Moves a task to `status`, recording `comment` with the change.
+    pub async fn update_status(
+        &self,
+        id: &str,
+        status: Status,
+        actor: &str,
+        comment: Option<&str>,
+    ) -> Result<Task> {
+        let patch = TaskPatch {
+            status: Some(status),
+            ..TaskPatch::default()
+        };
+        self.update_task(id, patch, actor, None, comment).await
+    }
+
+    pub async fn add_comment(&self, id: &str, text: &str, author: &str) -> Result<Comment> {
+        let task = self.get_task(id).await?;
+        let author = validate::actor(author)?;
+        let text = validate::comment(text)?;
+        let comment = Comment {
+            id: Uuid::now_v7(),
+            task_id: task.id,
+            comment: text,
+            author: author.clone(),
+            created_at: now(),
+        };
+        let event = task_event(
+            "task_commented",
+            &author,
+            &task,
+            json!({ "comment": comment }),
+        );
+        self.store.insert_comment(&comment, &event).await?;
+        self.publish_pending().await;
+        Ok(comment)
+    }
+
+    /// Deletes a task and its comments; its history is kept.
+    pub async fn delete_task(
+        &self,
+        id: &str,
+        actor: &str,
+        expected_version: Option<i64>,
+    ) -> Result<Task> {
+        let actor = validate::actor(actor)?;
+        let task = self.get_task(id).await?;
+        let version = expected_version.unwrap_or(task.version);
+        let history = [HistoryEntry {
+            field: "deleted".into(),
+            old_value: Some(task.title.clone()),
+            new_value: None,
+            actor: actor.clone(),
+            comment: None,
+            at: now(),
+        }];
+        let event = task_event("task_deleted", &actor, &task, json!({ "task": task }));
+        self.store
+            .delete_task(task.id, version, &history, &event)
+            .await?;
+        self.publish_pending().await;
+        Ok(task)
+    }
+
+    /// Publishes committed events that have not reached the bus yet, oldest first, and returns
+    /// how many went out. Rows stay in the outbox when the bus fails and go out on the next
+    /// call, so a bus outage delays events but loses none.
+    pub async fn flush_outbox(&self) -> Result<usize> {
+        let _order = self.relay.lock().await;
+        let mut published = 0;
+        loop {
+            let batch = self.store.pending_events(256).await?;
+            if batch.is_empty() {
+                return Ok(published);
+            }
+            for row in batch {
+                let event = self.bus.publish(row.event).await?;
+                self.store.mark_published(row.seq, event.id).await?;
+                published += 1;
+            }
+        }
+    }
+
+    async fn publish_pending(&self) {
+        if let Err(error) = self.flush_outbox().await {
+            // The change is committed; its event waits in the outbox for the next flush.
+            tracing::warn!(%error, "events not published yet");
+        }
+    }
+}
+
+fn task_event(kind: &str, actor: &str, task: &Task, data: serde_json::Value) -> NewEvent {
+    NewEvent::new(TOPIC, kind, actor)
+        .with_at(task.updated_at)
+        .with_subject("task_id", task.id.to_string())
+        .with_subject("assignee", task.assignee_id.to_string())
+        .with_subject("repository", task.repository.clone())
+        .with_data(data)
+}
+
+fn diff(old: &Task, new: &Task) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut field = |field: &'static str, old: &str, new: &str| {
+        if old != new {
+            changes.push(Change {
+                field,
+                old_value: old.to_owned(),
+                new_value: new.to_owned(),
+            });
+        }
+    };
+    field("title", &old.title, &new.title);
+    field("description", &old.description, &new.description);
+    field("status", old.status.as_str(), new.status.as_str());
+    field("priority", old.priority.as_str(), new.priority.as_str());
+    field(
+        "complexity",
+        old.complexity.as_str(),
+        new.complexity.as_str(),
+    );
+    field("assignee", &old.assignee, &new.assignee);
+    changes
+}

@@ -1,0 +1,517 @@
+//! `PostgresStore`: the store for shared deployments.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcp_core::{EventId, NewEvent};
+use sqlx::{
+    PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlStr,
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions, PgRow},
+    types::Json,
+};
+use uuid::Uuid;
+
+use super::{
+    Modified, OutboxEvent, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite, into_page,
+    is_foreign_key_violation, is_unique_violation,
+};
+use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
+
+/// The PostgreSQL [`TaskStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        SqlStr::from_static(include_str!("../../migrations/postgres/0001_init.sql")),
+        false,
+    )])
+}
+
+const TASK_COLUMNS: &str = "SELECT t.id, t.title, t.description, t.status, t.priority, t.complexity, \
+     t.assignee_id, u.email AS assignee, r.name AS repository, t.created_by, t.updated_by, \
+     t.created_at, t.updated_at, t.version \
+     FROM tasks t JOIN users u ON u.id = t.assignee_id JOIN repositories r ON r.id = t.repository_id";
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names and migrates it.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with explicit options (e.g. a `search_path`) and migrates.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn parsed<T: FromStr>(row: &PgRow, column: &str) -> Result<T> {
+    let value: String = row.try_get(column)?;
+    value.parse().map_err(|_| {
+        Error::Storage(sqlx::Error::Decode(
+            format!("unexpected value in column {column}").into(),
+        ))
+    })
+}
+
+fn task_from_row(row: &PgRow) -> Result<Task> {
+    Ok(Task {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        status: parsed(row, "status")?,
+        priority: parsed(row, "priority")?,
+        complexity: parsed(row, "complexity")?,
+        assignee_id: row.try_get("assignee_id")?,
+        assignee: row.try_get("assignee")?,
+        repository: row.try_get("repository")?,
+        created_by: row.try_get("created_by")?,
+        updated_by: row.try_get("updated_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn user_from_row(row: &PgRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        github_username: row.try_get("github_username")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn repository_from_row(row: &PgRow) -> Result<Repository> {
+    Ok(Repository {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn insert_history(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    history: &[HistoryEntry],
+) -> Result<()> {
+    for entry in history {
+        sqlx::query(
+            "INSERT INTO task_history (task_id, field, old_value, new_value, actor, comment, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(task_id)
+        .bind(&entry.field)
+        .bind(&entry.old_value)
+        .bind(&entry.new_value)
+        .bind(&entry.actor)
+        .bind(&entry.comment)
+        .bind(entry.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(conn: &mut PgConnection, event: &NewEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (topic, type, actor, subject, data, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event.topic)
+    .bind(&event.kind)
+    .bind(&event.actor)
+    .bind(Json(&event.subject))
+    .bind(Json(&event.data))
+    .bind(event.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Why a conditional write touched no row: the task is gone, or its version moved on.
+async fn conflict_or_missing(conn: &mut PgConnection, id: Uuid, expected: i64) -> Error {
+    let current = sqlx::query("SELECT version FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await;
+    match current {
+        Ok(Some(row)) => match row.try_get::<i64, _>("version") {
+            Ok(current) => Error::Conflict {
+                task_id: id.to_string(),
+                expected,
+                current,
+            },
+            Err(e) => e.into(),
+        },
+        Ok(None) => Error::NotFound {
+            kind: "task",
+            id: id.to_string(),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    async fn insert_user(&self, user: &User) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, name, github_username, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.github_username)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
+                what: "a user with this email or GitHub username".into(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn find_user(&self, key: &str) -> Result<Option<User>> {
+        let id = Uuid::parse_str(key).ok();
+        let row = sqlx::query(
+            "SELECT * FROM users WHERE id = $1 OR email = lower($2) OR lower(github_username) = lower($2) \
+             ORDER BY id = $1 DESC NULLS LAST, email = lower($2) DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY email")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn find_repository(&self, name: &str) -> Result<Option<Repository>> {
+        let row = sqlx::query("SELECT * FROM repositories WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(repository_from_row).transpose()
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<Repository>> {
+        let rows = sqlx::query("SELECT * FROM repositories ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(repository_from_row).collect()
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
+        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
+        query.push(" WHERE t.id = ").push_bind(id);
+        let row = query.build().fetch_optional(&self.pool).await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
+        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
+        query.push(" WHERE TRUE");
+        if let Some(assignee) = q.assignee_id {
+            query.push(" AND t.assignee_id = ").push_bind(assignee);
+        }
+        if let Some(repository) = q.repository_id {
+            query.push(" AND t.repository_id = ").push_bind(repository);
+        }
+        if let Some(status) = q.status {
+            let statuses: Vec<&str> = status.statuses().iter().map(|s| s.as_str()).collect();
+            query
+                .push(" AND t.status = ANY(")
+                .push_bind(statuses)
+                .push(")");
+        }
+        if let Some(text) = &q.text {
+            let pattern = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            query
+                .push(" AND (t.title ILIKE ")
+                .push_bind(pattern.clone())
+                .push(" OR t.description ILIKE ")
+                .push_bind(pattern)
+                .push(")");
+        }
+        if let Some(after) = q.after {
+            query
+                .push(" AND (t.updated_at, t.id) < (")
+                .push_bind(after.updated_at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY t.updated_at DESC, t.id DESC LIMIT ")
+            .push_bind(i64::from(q.limit) + 1);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(tasks, q.limit))
+    }
+
+    async fn insert_task(
+        &self,
+        task: &Task,
+        history: &[HistoryEntry],
+        event: &NewEvent,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO repositories (id, name, url, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&task.repository)
+        .bind(format!("https://github.com/{}", task.repository))
+        .bind(task.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let result = sqlx::query(
+            "INSERT INTO tasks (id, title, description, status, priority, complexity, assignee_id, \
+             repository_id, created_by, updated_by, created_at, updated_at, version) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, r.id, $8, $9, $10, $11, $12 FROM repositories r \
+             WHERE lower(r.name) = lower($13)",
+        )
+        .bind(task.id)
+        .bind(&task.title)
+        .bind(&task.description)
+        .bind(task.status.as_str())
+        .bind(task.priority.as_str())
+        .bind(task.complexity.as_str())
+        .bind(task.assignee_id)
+        .bind(&task.created_by)
+        .bind(&task.updated_by)
+        .bind(task.created_at)
+        .bind(task.updated_at)
+        .bind(task.version)
+        .bind(&task.repository)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(Error::NotFound {
+                    kind: "user",
+                    id: task.assignee_id.to_string(),
+                });
+            }
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::AlreadyExists {
+                    what: format!("task {}", task.id),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        insert_history(&mut tx, task.id, history).await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
+        let mut tx = self.pool.begin().await?;
+        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
+        query
+            .push(" WHERE t.id = ")
+            .push_bind(id)
+            .push(" FOR UPDATE OF t");
+        let row = query.build().fetch_optional(&mut *tx).await?;
+        let current = row
+            .as_ref()
+            .map(task_from_row)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound {
+                kind: "task",
+                id: id.to_string(),
+            })?;
+        let Some(TaskWrite {
+            task,
+            history,
+            event,
+        }) = edit(&current)?
+        else {
+            return Ok(Modified::Unchanged(current));
+        };
+        let result = sqlx::query(
+            "UPDATE tasks SET title = $1, description = $2, status = $3, priority = $4, complexity = $5, \
+             assignee_id = $6, updated_by = $7, updated_at = $8, version = $9 WHERE id = $10 AND version = $11",
+        )
+        .bind(&task.title)
+        .bind(&task.description)
+        .bind(task.status.as_str())
+        .bind(task.priority.as_str())
+        .bind(task.complexity.as_str())
+        .bind(task.assignee_id)
+        .bind(&task.updated_by)
+        .bind(task.updated_at)
+        .bind(task.version)
+        .bind(task.id)
+        .bind(current.version)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(conflict_or_missing(&mut tx, id, current.version).await),
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(Error::NotFound {
+                    kind: "user",
+                    id: task.assignee_id.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        insert_history(&mut tx, task.id, &history).await?;
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Modified::Updated(task))
+    }
+
+    async fn delete_task(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        history: &[HistoryEntry],
+        event: &NewEvent,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1 AND version = $2")
+            .bind(id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(conflict_or_missing(&mut tx, id, expected_version).await);
+        }
+        insert_history(&mut tx, id, history).await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_comment(&self, comment: &Comment, event: &NewEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO task_comments (id, task_id, comment, author, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(comment.id)
+        .bind(comment.task_id)
+        .bind(&comment.comment)
+        .bind(&comment.author)
+        .bind(comment.created_at)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(Error::NotFound {
+                    kind: "task",
+                    id: comment.task_id.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn comments(&self, task_id: Uuid) -> Result<Vec<Comment>> {
+        let rows =
+            sqlx::query("SELECT * FROM task_comments WHERE task_id = $1 ORDER BY created_at, id")
+                .bind(task_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Comment {
+                    id: row.try_get("id")?,
+                    task_id: row.try_get("task_id")?,
+                    comment: row.try_get("comment")?,
+                    author: row.try_get("author")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, task_id: Uuid) -> Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    field: row.try_get("field")?,
+                    old_value: row.try_get("old_value")?,
+                    new_value: row.try_get("new_value")?,
+                    actor: row.try_get("actor")?,
+                    comment: row.try_get("comment")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>> {
+        let rows =
+            sqlx::query("SELECT * FROM events WHERE published_id IS NULL ORDER BY seq LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let subject: Json<_> = row.try_get("subject")?;
+                let data: Json<_> = row.try_get("data")?;
+                let at: DateTime<Utc> = row.try_get("at")?;
+                Ok(OutboxEvent {
+                    seq: row.try_get("seq")?,
+                    event: NewEvent {
+                        topic: row.try_get("topic")?,
+                        kind: row.try_get("type")?,
+                        actor: row.try_get("actor")?,
+                        subject: subject.0,
+                        data: data.0,
+                        at,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, seq: i64, id: EventId) -> Result<()> {
+        sqlx::query("UPDATE events SET published_id = $1 WHERE seq = $2")
+            .bind(id.to_string())
+            .bind(seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
