@@ -52,6 +52,10 @@ pub enum Error {
     #[error(transparent)]
     Bus(#[from] mcp_core::BusError),
 
+    /// The MCP transport failed (e.g. the client went away before `initialize`).
+    #[error("mcp transport: {0}")]
+    Transport(String),
+
     /// A migration failed at start.
     #[error("database migration failed: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),

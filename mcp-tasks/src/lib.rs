@@ -4,7 +4,10 @@
 
 mod domain;
 mod error;
+mod server;
+mod stdio;
 pub mod store;
+mod tools;
 
 pub use domain::{
     Comment, Complexity, HistoryEntry, Priority, Repository, Status, Task, TaskDetail, User,
@@ -12,4 +15,6 @@ pub use domain::{
 pub use error::{Error, Result};
 pub use store::TaskStore;
 pub mod service;
+pub use server::TasksServer;
 pub use service::TaskService;
+pub use stdio::{Ended, serve_stdio};

@@ -105,11 +105,11 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn TaskStore>> {
     }
 }
 
-/// A status filter: one status, or every status that is not finished.
+/// A status filter: one status, or `open` for every status that is not finished
+/// (not_started, in_progress, blocked or in_review).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusFilter {
-    /// not_started, in_progress, blocked or in_review.
     Open,
     NotStarted,
     InProgress,
@@ -196,7 +196,7 @@ impl Cursor {
             field: "cursor",
             message: "not a cursor returned by a previous listing".into(),
         };
-        if text.len() > 128 || text.len() % 2 != 0 {
+        if text.len() > 128 || !text.len().is_multiple_of(2) {
             return Err(invalid());
         }
         let bytes = (0..text.len())

@@ -2,6 +2,8 @@
 //! PostgreSQL when `TEST_DATABASE_URL` is set (`.ci/run` always sets it; under `CI=true` a
 //! missing database fails instead of skipping).
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test here.
+
 use std::{str::FromStr, sync::Arc};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -463,7 +465,7 @@ async fn listing_filters_and_pages_with_keyset_cursors(store: Arc<dyn TaskStore>
             .unwrap();
         all.push(t);
     }
-    all.sort_by(|a, b| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+    all.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.id)));
 
     let mut seen = Vec::new();
     let mut query = TaskQuery {
@@ -666,7 +668,14 @@ async fn service_records_history_with_the_actor(store: Arc<dyn TaskStore>) {
 
     let detail = service.get_task_detail(&task.id.to_string()).await.unwrap();
     assert_eq!(detail.task, updated);
-    let rows: Vec<(&str, Option<&str>, Option<&str>, &str, Option<&str>)> = detail
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+    );
+    let rows: Vec<Row> = detail
         .history
         .iter()
         .map(|h| {

@@ -1,0 +1,45 @@
+//! Serving the task tools to one MCP client over stdin/stdout.
+
+use std::{future::Future, sync::Arc};
+
+use rmcp::{ServiceExt, service::QuitReason};
+
+use crate::{Error, Result, TaskService, TasksServer};
+
+/// Why the stdio session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ended {
+    /// The client closed stdin.
+    InputClosed,
+    /// `shutdown` completed.
+    ShutDown,
+}
+
+/// Serves `service` on stdin/stdout until the client closes stdin or `shutdown` completes.
+/// Only MCP messages go to stdout; log with a subscriber that writes to stderr.
+pub async fn serve_stdio(
+    service: Arc<TaskService>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Ended> {
+    // stdio_pipes reads stdin without a blocking thread, so cancelling really stops the
+    // process even while the client keeps stdin open.
+    let running = TasksServer::new(service)
+        .serve(rmcp::transport::stdio_pipes())
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let cancel = running.cancellation_token();
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        cancel.cancel();
+    });
+    let reason = running.waiting().await;
+    stopper.abort();
+    match reason {
+        Ok(QuitReason::Closed) => Ok(Ended::InputClosed),
+        Ok(QuitReason::Cancelled) => Ok(Ended::ShutDown),
+        Ok(QuitReason::JoinError(e)) => Err(Error::Transport(e.to_string())),
+        Ok(other) => Err(Error::Transport(format!("session ended: {other:?}"))),
+        Err(e) => Err(Error::Transport(e.to_string())),
+    }
+}
