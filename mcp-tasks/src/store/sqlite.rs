@@ -63,6 +63,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A local file needs no liveness ping before every query; it would double the
+            // round trips to SQLite's worker thread.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         migrator().run(&pool).await?;
