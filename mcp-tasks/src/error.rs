@@ -46,7 +46,7 @@ pub enum Error {
 
     /// The database failed. The details go to the log, not to the client.
     #[error("storage error; the operation was not applied")]
-    Storage(#[source] sqlx::Error),
+    Storage(#[source] BoxError),
 
     /// The event bus refused an event; the event stays in the outbox.
     #[error(transparent)]
@@ -58,7 +58,7 @@ pub enum Error {
 
     /// A migration failed at start.
     #[error("database migration failed: {0}")]
-    Migration(#[source] sqlx::migrate::MigrateError),
+    Migration(#[source] BoxError),
 }
 
 fn suggest(suggestions: &[String]) -> String {
@@ -69,15 +69,18 @@ fn suggest(suggestions: &[String]) -> String {
     }
 }
 
+/// The underlying cause of a storage failure, kept for logs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        Error::Storage(error)
+        Error::Storage(Box::new(error))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
-        Error::Migration(error)
+        Error::Migration(Box::new(error))
     }
 }
 

@@ -12,7 +12,7 @@ mod tools;
 pub use domain::{
     Comment, Complexity, HistoryEntry, Priority, Repository, Status, Task, TaskDetail, User,
 };
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use store::TaskStore;
 pub mod service;
 pub use server::TasksServer;

@@ -236,7 +236,7 @@ pub(crate) fn into_page(mut tasks: Vec<Task>, limit: u32) -> TaskPage {
     TaskPage { tasks, next_cursor }
 }
 
-/// Whether a unique index rejected a write.
+/// Whether a unique index rejected a write (sqlx stores).
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }

@@ -60,11 +60,9 @@ impl PostgresStore {
 
 fn parsed<T: FromStr>(row: &PgRow, column: &str) -> Result<T> {
     let value: String = row.try_get(column)?;
-    value.parse().map_err(|_| {
-        Error::Storage(sqlx::Error::Decode(
-            format!("unexpected value in column {column}").into(),
-        ))
-    })
+    value
+        .parse()
+        .map_err(|_| Error::Storage(format!("unexpected value in column {column}").into()))
 }
 
 fn task_from_row(row: &PgRow) -> Result<Task> {

@@ -1,294 +1,451 @@
 //! `SqliteStore`: the embedded default. One file in WAL mode; ids as UUID text, times as
 //! microseconds since the epoch.
+//!
+//! This store talks to SQLite through rusqlite, in place, rather than through sqlx's SQLite
+//! driver: sqlx runs each connection on its own thread and hands every query and every row
+//! across a channel, which on this project's 2-core machines cost 150-250 µs per query and
+//! ~7 µs per row; rusqlite answers the same 51-row page in ~40 µs (measured; see
+//! ARCHITECTURE.md). SQLite calls are short and never wait on the network, so they run on the
+//! calling task's thread: reads on a small pool of reader connections (WAL readers do not block
+//! on the writer), writes on one writer connection behind an async mutex.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcp_core::{EventId, NewEvent};
-use sqlx::{
-    QueryBuilder, Row, SqlStr, Sqlite, SqliteConnection, SqlitePool,
-    migrate::{Migration, MigrationType, Migrator},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, ffi, params,
+    params_from_iter, types::Value,
 };
 use uuid::Uuid;
 
 use super::{
     Modified, OutboxEvent, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite, into_page,
-    is_foreign_key_violation, is_unique_violation,
 };
 use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
 
-/// The SQLite [`TaskStore`].
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+/// Schema versions, applied in order and recorded in `PRAGMA user_version`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/sqlite/0001_init.sql")),
-        false,
-    )])
-}
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
 
+/// The columns `task_from_row` reads, in its order.
 const TASK_COLUMNS: &str = "SELECT t.id, t.title, t.description, t.status, t.priority, t.complexity, \
      t.assignee_id, u.email AS assignee, r.name AS repository, t.created_by, t.updated_by, \
      t.created_at, t.updated_at, t.version \
      FROM tasks t JOIN users u ON u.id = t.assignee_id JOIN repositories r ON r.id = t.repository_id";
 
+/// The SQLite [`TaskStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: tokio::sync::Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(error: rusqlite::Error) -> Error {
+    Error::Storage(Box::new(error))
+}
+
+fn corrupt(column: usize) -> Error {
+    Error::Storage(format!("unexpected value in result column {column}").into())
+}
+
+/// The extended result code of a failed statement, e.g. a constraint violation.
+fn failure_code(error: &rusqlite::Error) -> Option<i32> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        failure_code(error),
+        Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {
+    failure_code(error) == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database a `sqlite:` URL names.
+    /// Opens (creating if missing) and migrates the database a `sqlite:` URL names:
+    /// `sqlite:///absolute/path.db`, `sqlite://relative.db` or `sqlite:relative.db`.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?;
-        Self::open_with(options).await
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| invalid_url("expected a sqlite: URL"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(invalid_url(
+                "name a database file (an in-memory database is not shared between connections; use a temporary file)",
+            ));
+        }
+        Self::open(Path::new(path)).await
     }
 
     /// Opens (creating if missing) and migrates the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
-        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+        let mut writer = open_connection(path)?;
+        // WAL lets readers run while a writer commits; it is a property of the file, so set it
+        // once here.
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: tokio::sync::Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
-    async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            // A local file needs no liveness ping before every query; it would double the
-            // round trips to SQLite's worker thread.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(Self { pool })
+    /// Runs `f` on an idle reader connection (opening one if none is idle).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut readers = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
     }
 
-    /// Write transactions take the write lock up front (`BEGIN IMMEDIATE`), so concurrent
-    /// writers queue on the busy timeout instead of failing on a lock upgrade.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `f` in a write transaction that takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// and commits if it succeeds. Writers in this process queue on the async mutex; another
+    /// process's writer is waited for by SQLite's busy timeout.
+    async fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.inner.writer.lock().await;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(storage)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(storage)?;
+        Ok(value)
     }
+}
+
+fn invalid_url(message: &str) -> Error {
+    Error::Invalid {
+        field: "database url",
+        message: message.into(),
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(storage)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(storage)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(storage)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(storage)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(storage)?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(storage)?;
+    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > newest {
+        return Err(Error::Migration(
+            format!("the database is at schema version {current}, newer than this build knows ({newest}); upgrade mcp-tasks").into(),
+        ));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Migration(format!("migration {version}: {e}").into()))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(storage)?;
+    }
+    tx.commit().map_err(storage)
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
-    let value: i64 = row.try_get(column)?;
+fn time(row: &Row<'_>, column: usize) -> Result<DateTime<Utc>> {
+    let value: i64 = row.get(column).map_err(storage)?;
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(column))
 }
 
-fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
-    let value: String = row.try_get(column)?;
+fn uuid(row: &Row<'_>, column: usize) -> Result<Uuid> {
+    let value: String = row.get(column).map_err(storage)?;
     Uuid::parse_str(&value).map_err(|_| corrupt(column))
 }
 
-fn parsed<T: FromStr>(row: &SqliteRow, column: &str) -> Result<T> {
-    let value: String = row.try_get(column)?;
+fn parsed<T: FromStr>(row: &Row<'_>, column: usize) -> Result<T> {
+    let value: String = row.get(column).map_err(storage)?;
     value.parse().map_err(|_| corrupt(column))
 }
 
-fn corrupt(column: &str) -> Error {
-    Error::Storage(sqlx::Error::Decode(
-        format!("unexpected value in column {column}").into(),
-    ))
+fn text(row: &Row<'_>, column: usize) -> Result<String> {
+    row.get(column).map_err(storage)
 }
 
-fn task_from_row(row: &SqliteRow) -> Result<Task> {
+fn optional_text(row: &Row<'_>, column: usize) -> Result<Option<String>> {
+    row.get(column).map_err(storage)
+}
+
+fn task_from_row(row: &Row<'_>) -> Result<Task> {
     Ok(Task {
-        id: uuid(row, "id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        status: parsed(row, "status")?,
-        priority: parsed(row, "priority")?,
-        complexity: parsed(row, "complexity")?,
-        assignee_id: uuid(row, "assignee_id")?,
-        assignee: row.try_get("assignee")?,
-        repository: row.try_get("repository")?,
-        created_by: row.try_get("created_by")?,
-        updated_by: row.try_get("updated_by")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
-        version: row.try_get("version")?,
+        id: uuid(row, 0)?,
+        title: text(row, 1)?,
+        description: text(row, 2)?,
+        status: parsed(row, 3)?,
+        priority: parsed(row, 4)?,
+        complexity: parsed(row, 5)?,
+        assignee_id: uuid(row, 6)?,
+        assignee: text(row, 7)?,
+        repository: text(row, 8)?,
+        created_by: text(row, 9)?,
+        updated_by: text(row, 10)?,
+        created_at: time(row, 11)?,
+        updated_at: time(row, 12)?,
+        version: row.get(13).map_err(storage)?,
     })
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User> {
+fn user_from_row(row: &Row<'_>) -> Result<User> {
     Ok(User {
-        id: uuid(row, "id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        github_username: row.try_get("github_username")?,
-        created_at: time(row, "created_at")?,
+        id: uuid(row, 0)?,
+        email: text(row, 1)?,
+        name: optional_text(row, 2)?,
+        github_username: optional_text(row, 3)?,
+        created_at: time(row, 4)?,
     })
 }
 
-fn repository_from_row(row: &SqliteRow) -> Result<Repository> {
+fn repository_from_row(row: &Row<'_>) -> Result<Repository> {
     Ok(Repository {
-        id: uuid(row, "id")?,
-        name: row.try_get("name")?,
-        url: row.try_get("url")?,
-        created_at: time(row, "created_at")?,
+        id: uuid(row, 0)?,
+        name: text(row, 1)?,
+        url: optional_text(row, 2)?,
+        created_at: time(row, 3)?,
     })
 }
 
-async fn insert_history(
-    conn: &mut SqliteConnection,
-    task_id: Uuid,
-    history: &[HistoryEntry],
-) -> Result<()> {
-    for entry in history {
-        sqlx::query(
+/// Runs a query and decodes every row with `decode`.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql).map_err(storage)?;
+    let mut rows = statement.query(params).map_err(storage)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(storage)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn query_task(conn: &Connection, id: Uuid) -> Result<Option<Task>> {
+    let sql = format!("{TASK_COLUMNS} WHERE t.id = ?1");
+    Ok(query_all(conn, &sql, [id.to_string()], task_from_row)?.pop())
+}
+
+fn insert_history(tx: &Transaction<'_>, task_id: Uuid, history: &[HistoryEntry]) -> Result<()> {
+    let mut statement = tx
+        .prepare_cached(
             "INSERT INTO task_history (task_id, field, old_value, new_value, actor, comment, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
-        .bind(task_id.to_string())
-        .bind(&entry.field)
-        .bind(&entry.old_value)
-        .bind(&entry.new_value)
-        .bind(&entry.actor)
-        .bind(&entry.comment)
-        .bind(micros(entry.at))
-        .execute(&mut *conn)
-        .await?;
+        .map_err(storage)?;
+    for entry in history {
+        statement
+            .execute(params![
+                task_id.to_string(),
+                entry.field,
+                entry.old_value,
+                entry.new_value,
+                entry.actor,
+                entry.comment,
+                micros(entry.at)
+            ])
+            .map_err(storage)?;
     }
     Ok(())
 }
 
-async fn insert_event(conn: &mut SqliteConnection, event: &NewEvent) -> Result<()> {
-    let subject = serde_json::to_string(&event.subject)
-        .map_err(|e| Error::Storage(sqlx::Error::Encode(e.into())))?;
-    let data = serde_json::to_string(&event.data)
-        .map_err(|e| Error::Storage(sqlx::Error::Encode(e.into())))?;
-    sqlx::query(
-        "INSERT INTO events (topic, type, actor, subject, data, at) VALUES (?, ?, ?, ?, ?, ?)",
+fn insert_event(tx: &Transaction<'_>, event: &NewEvent) -> Result<()> {
+    let subject = serde_json::to_string(&event.subject).map_err(|e| Error::Storage(e.into()))?;
+    let data = serde_json::to_string(&event.data).map_err(|e| Error::Storage(e.into()))?;
+    tx.prepare_cached(
+        "INSERT INTO events (topic, type, actor, subject, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .bind(&event.topic)
-    .bind(&event.kind)
-    .bind(&event.actor)
-    .bind(subject)
-    .bind(data)
-    .bind(micros(event.at))
-    .execute(conn)
-    .await?;
+    .and_then(|mut statement| {
+        statement.execute(params![event.topic, event.kind, event.actor, subject, data, micros(event.at)])
+    })
+    .map_err(storage)?;
     Ok(())
 }
 
 /// Why a conditional write touched no row: the task is gone, or its version moved on.
-async fn conflict_or_missing(conn: &mut SqliteConnection, id: Uuid, expected: i64) -> Error {
-    let current = sqlx::query("SELECT version FROM tasks WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await;
+fn conflict_or_missing(tx: &Transaction<'_>, id: Uuid, expected: i64) -> Error {
+    let current = tx
+        .query_row(
+            "SELECT version FROM tasks WHERE id = ?1",
+            [id.to_string()],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional();
     match current {
-        Ok(Some(row)) => match row.try_get::<i64, _>("version") {
-            Ok(current) => Error::Conflict {
-                task_id: id.to_string(),
-                expected,
-                current,
-            },
-            Err(e) => e.into(),
+        Ok(Some(current)) => Error::Conflict {
+            task_id: id.to_string(),
+            expected,
+            current,
         },
         Ok(None) => Error::NotFound {
             kind: "task",
             id: id.to_string(),
         },
-        Err(e) => e.into(),
+        Err(e) => storage(e),
+    }
+}
+
+fn unknown_assignee(task: &Task) -> Error {
+    Error::NotFound {
+        kind: "user",
+        id: task.assignee_id.to_string(),
     }
 }
 
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn insert_user(&self, user: &User) -> Result<()> {
-        let result = sqlx::query(
-            "INSERT INTO users (id, email, name, github_username, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(user.id.to_string())
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(&user.github_username)
-        .bind(micros(user.created_at))
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
-                what: "a user with this email or GitHub username".into(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        self.write(|tx| {
+            let result = tx.execute(
+                "INSERT INTO users (id, email, name, github_username, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![user.id.to_string(), user.email, user.name, user.github_username, micros(user.created_at)],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
+                    what: "a user with this email or GitHub username".into(),
+                }),
+                Err(e) => Err(storage(e)),
+            }
+        })
+        .await
     }
 
     async fn find_user(&self, key: &str) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT * FROM users WHERE id = ?1 OR email = lower(?1) OR lower(github_username) = lower(?1) \
-             ORDER BY id = ?1 DESC, email = lower(?1) DESC LIMIT 1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(user_from_row).transpose()
+        self.read(|conn| {
+            let sql = "SELECT id, email, name, github_username, created_at FROM users WHERE id = ?1 OR email = lower(?1) OR lower(github_username) = lower(?1) \
+                       ORDER BY id = ?1 DESC, email = lower(?1) DESC LIMIT 1";
+            Ok(query_all(conn, sql, [key], user_from_row)?.pop())
+        })
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY email")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(user_from_row).collect()
+        self.read(|conn| {
+            query_all(
+                conn,
+                "SELECT id, email, name, github_username, created_at FROM users ORDER BY email",
+                [],
+                user_from_row,
+            )
+        })
     }
 
     async fn find_repository(&self, name: &str) -> Result<Option<Repository>> {
-        let row = sqlx::query("SELECT * FROM repositories WHERE lower(name) = lower(?)")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(repository_from_row).transpose()
+        self.read(|conn| {
+            let sql =
+                "SELECT id, name, url, created_at FROM repositories WHERE lower(name) = lower(?1)";
+            Ok(query_all(conn, sql, [name], repository_from_row)?.pop())
+        })
     }
 
     async fn list_repositories(&self) -> Result<Vec<Repository>> {
-        let rows = sqlx::query("SELECT * FROM repositories ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(repository_from_row).collect()
+        self.read(|conn| {
+            query_all(
+                conn,
+                "SELECT id, name, url, created_at FROM repositories ORDER BY name",
+                [],
+                repository_from_row,
+            )
+        })
     }
 
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
-        let mut query = QueryBuilder::<Sqlite>::new(TASK_COLUMNS);
-        query.push(" WHERE t.id = ").push_bind(id.to_string());
-        let row = query.build().fetch_optional(&self.pool).await?;
-        row.as_ref().map(task_from_row).transpose()
+        self.read(|conn| query_task(conn, id))
     }
 
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
-        let mut query = QueryBuilder::<Sqlite>::new(TASK_COLUMNS);
-        query.push(" WHERE 1 = 1");
+        let mut sql = format!("{TASK_COLUMNS} WHERE 1 = 1");
+        let mut values: Vec<Value> = Vec::new();
+        let mut bind = |sql: &mut String, value: Value| {
+            values.push(value);
+            sql.push_str(&format!("?{}", values.len()));
+        };
         if let Some(assignee) = q.assignee_id {
-            query
-                .push(" AND t.assignee_id = ")
-                .push_bind(assignee.to_string());
+            sql.push_str(" AND t.assignee_id = ");
+            bind(&mut sql, Value::Text(assignee.to_string()));
         }
         if let Some(repository) = q.repository_id {
-            query
-                .push(" AND t.repository_id = ")
-                .push_bind(repository.to_string());
+            sql.push_str(" AND t.repository_id = ");
+            bind(&mut sql, Value::Text(repository.to_string()));
         }
         if let Some(status) = q.status {
-            query.push(" AND t.status IN (");
-            let mut list = query.separated(", ");
-            for status in status.statuses() {
-                list.push_bind(status.as_str());
+            sql.push_str(" AND t.status IN (");
+            for (i, status) in status.statuses().iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                bind(&mut sql, Value::Text(status.as_str().into()));
             }
-            query.push(")");
+            sql.push(')');
         }
         if let Some(text) = &q.text {
             let pattern = format!(
@@ -297,26 +454,27 @@ impl TaskStore for SqliteStore {
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            query
-                .push(" AND (t.title LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR t.description LIKE ")
-                .push_bind(pattern)
-                .push(" ESCAPE '\\')");
+            sql.push_str(" AND (t.title LIKE ");
+            bind(&mut sql, Value::Text(pattern.clone()));
+            sql.push_str(" ESCAPE '\\' OR t.description LIKE ");
+            bind(&mut sql, Value::Text(pattern));
+            sql.push_str(" ESCAPE '\\')");
         }
         if let Some(after) = q.after {
-            query
-                .push(" AND (t.updated_at, t.id) < (")
-                .push_bind(micros(after.updated_at))
-                .push(", ")
-                .push_bind(after.id.to_string())
-                .push(")");
+            sql.push_str(" AND (t.updated_at, t.id) < (");
+            bind(&mut sql, Value::Integer(micros(after.updated_at)));
+            sql.push_str(", ");
+            bind(&mut sql, Value::Text(after.id.to_string()));
+            sql.push(')');
         }
-        query
-            .push(" ORDER BY t.updated_at DESC, t.id DESC LIMIT ")
-            .push_bind(i64::from(q.limit) + 1);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        // The limit is written into the SQL, not bound: SQLite re-prepares a statement on every
+        // run when its LIMIT is a parameter (measured: 83 µs instead of 35 µs for a page).
+        sql.push_str(&format!(
+            " ORDER BY t.updated_at DESC, t.id DESC LIMIT {}",
+            u64::from(q.limit) + 1
+        ));
+        let tasks = self
+            .read(|conn| query_all(conn, &sql, params_from_iter(values.iter()), task_from_row))?;
         Ok(into_page(tasks, q.limit))
     }
 
@@ -326,110 +484,91 @@ impl TaskStore for SqliteStore {
         history: &[HistoryEntry],
         event: &NewEvent,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO repositories (id, name, url, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(&task.repository)
-        .bind(format!("https://github.com/{}", task.repository))
-        .bind(micros(task.created_at))
-        .execute(&mut *tx)
-        .await?;
-        let result = sqlx::query(
-            "INSERT INTO tasks (id, title, description, status, priority, complexity, assignee_id, \
-             repository_id, created_by, updated_by, created_at, updated_at, version) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, r.id, ?, ?, ?, ?, ? FROM repositories r WHERE lower(r.name) = lower(?)",
-        )
-        .bind(task.id.to_string())
-        .bind(&task.title)
-        .bind(&task.description)
-        .bind(task.status.as_str())
-        .bind(task.priority.as_str())
-        .bind(task.complexity.as_str())
-        .bind(task.assignee_id.to_string())
-        .bind(&task.created_by)
-        .bind(&task.updated_by)
-        .bind(micros(task.created_at))
-        .bind(micros(task.updated_at))
-        .bind(task.version)
-        .bind(&task.repository)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound {
-                    kind: "user",
-                    id: task.assignee_id.to_string(),
-                });
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO repositories (id, name, url, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![
+                    Uuid::now_v7().to_string(),
+                    task.repository,
+                    format!("https://github.com/{}", task.repository),
+                    micros(task.created_at)
+                ],
+            )
+            .map_err(storage)?;
+            let result = tx.execute(
+                "INSERT INTO tasks (id, title, description, status, priority, complexity, assignee_id, \
+                 repository_id, created_by, updated_by, created_at, updated_at, version) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, r.id, ?8, ?9, ?10, ?11, ?12 FROM repositories r \
+                 WHERE lower(r.name) = lower(?13)",
+                params![
+                    task.id.to_string(),
+                    task.title,
+                    task.description,
+                    task.status.as_str(),
+                    task.priority.as_str(),
+                    task.complexity.as_str(),
+                    task.assignee_id.to_string(),
+                    task.created_by,
+                    task.updated_by,
+                    micros(task.created_at),
+                    micros(task.updated_at),
+                    task.version,
+                    task.repository
+                ],
+            );
+            match result {
+                Ok(_) => {}
+                Err(e) if is_foreign_key_violation(&e) => return Err(unknown_assignee(task)),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::AlreadyExists {
+                        what: format!("task {}", task.id),
+                    });
+                }
+                Err(e) => return Err(storage(e)),
             }
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::AlreadyExists {
-                    what: format!("task {}", task.id),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        insert_history(&mut tx, task.id, history).await?;
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+            insert_history(tx, task.id, history)?;
+            insert_event(tx, event)
+        })
+        .await
     }
 
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
-        let mut tx = self.begin_write().await?;
-        let mut query = QueryBuilder::<Sqlite>::new(TASK_COLUMNS);
-        query.push(" WHERE t.id = ").push_bind(id.to_string());
-        let row = query.build().fetch_optional(&mut *tx).await?;
-        let current = row
-            .as_ref()
-            .map(task_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound {
+        self.write(|tx| {
+            let current = query_task(tx, id)?.ok_or_else(|| Error::NotFound {
                 kind: "task",
                 id: id.to_string(),
             })?;
-        let Some(TaskWrite {
-            task,
-            history,
-            event,
-        }) = edit(&current)?
-        else {
-            return Ok(Modified::Unchanged(current));
-        };
-        let result = sqlx::query(
-            "UPDATE tasks SET title = ?, description = ?, status = ?, priority = ?, complexity = ?, \
-             assignee_id = ?, updated_by = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?",
-        )
-        .bind(&task.title)
-        .bind(&task.description)
-        .bind(task.status.as_str())
-        .bind(task.priority.as_str())
-        .bind(task.complexity.as_str())
-        .bind(task.assignee_id.to_string())
-        .bind(&task.updated_by)
-        .bind(micros(task.updated_at))
-        .bind(task.version)
-        .bind(task.id.to_string())
-        .bind(current.version)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => return Err(conflict_or_missing(&mut tx, id, current.version).await),
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound {
-                    kind: "user",
-                    id: task.assignee_id.to_string(),
-                });
+            let Some(TaskWrite { task, history, event }) = edit(&current)? else {
+                return Ok(Modified::Unchanged(current));
+            };
+            let result = tx.execute(
+                "UPDATE tasks SET title = ?1, description = ?2, status = ?3, priority = ?4, complexity = ?5, \
+                 assignee_id = ?6, updated_by = ?7, updated_at = ?8, version = ?9 WHERE id = ?10 AND version = ?11",
+                params![
+                    task.title,
+                    task.description,
+                    task.status.as_str(),
+                    task.priority.as_str(),
+                    task.complexity.as_str(),
+                    task.assignee_id.to_string(),
+                    task.updated_by,
+                    micros(task.updated_at),
+                    task.version,
+                    id.to_string(),
+                    current.version
+                ],
+            );
+            match result {
+                Ok(1) => {}
+                Ok(_) => return Err(conflict_or_missing(tx, id, current.version)),
+                Err(e) if is_foreign_key_violation(&e) => return Err(unknown_assignee(&task)),
+                Err(e) => return Err(storage(e)),
             }
-            Err(e) => return Err(e.into()),
-        }
-        insert_history(&mut tx, task.id, &history).await?;
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(Modified::Updated(task))
+            insert_history(tx, id, &history)?;
+            insert_event(tx, &event)?;
+            Ok(Modified::Updated(task))
+        })
+        .await
     }
 
     async fn delete_task(
@@ -439,118 +578,113 @@ impl TaskStore for SqliteStore {
         history: &[HistoryEntry],
         event: &NewEvent,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM tasks WHERE id = ? AND version = ?")
-            .bind(id.to_string())
-            .bind(expected_version)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(conflict_or_missing(&mut tx, id, expected_version).await);
-        }
-        insert_history(&mut tx, id, history).await?;
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM tasks WHERE id = ?1 AND version = ?2",
+                    params![id.to_string(), expected_version],
+                )
+                .map_err(storage)?;
+            if deleted == 0 {
+                return Err(conflict_or_missing(tx, id, expected_version));
+            }
+            insert_history(tx, id, history)?;
+            insert_event(tx, event)
+        })
+        .await
     }
 
     async fn insert_comment(&self, comment: &Comment, event: &NewEvent) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let result = sqlx::query(
-            "INSERT INTO task_comments (id, task_id, comment, author, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(comment.id.to_string())
-        .bind(comment.task_id.to_string())
-        .bind(&comment.comment)
-        .bind(&comment.author)
-        .bind(micros(comment.created_at))
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound {
-                    kind: "task",
-                    id: comment.task_id.to_string(),
-                });
+        self.write(|tx| {
+            let result = tx.execute(
+                "INSERT INTO task_comments (id, task_id, comment, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    comment.id.to_string(),
+                    comment.task_id.to_string(),
+                    comment.comment,
+                    comment.author,
+                    micros(comment.created_at)
+                ],
+            );
+            match result {
+                Ok(_) => {}
+                Err(e) if is_foreign_key_violation(&e) => {
+                    return Err(Error::NotFound {
+                        kind: "task",
+                        id: comment.task_id.to_string(),
+                    });
+                }
+                Err(e) => return Err(storage(e)),
             }
-            Err(e) => return Err(e.into()),
-        }
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+            insert_event(tx, event)
+        })
+        .await
     }
 
     async fn comments(&self, task_id: Uuid) -> Result<Vec<Comment>> {
-        let rows =
-            sqlx::query("SELECT * FROM task_comments WHERE task_id = ? ORDER BY created_at, id")
-                .bind(task_id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
+        self.read(|conn| {
+            let sql = "SELECT id, task_id, comment, author, created_at FROM task_comments WHERE task_id = ?1 ORDER BY created_at, id";
+            query_all(conn, sql, [task_id.to_string()], |row| {
                 Ok(Comment {
-                    id: uuid(row, "id")?,
-                    task_id: uuid(row, "task_id")?,
-                    comment: row.try_get("comment")?,
-                    author: row.try_get("author")?,
-                    created_at: time(row, "created_at")?,
+                    id: uuid(row, 0)?,
+                    task_id: uuid(row, 1)?,
+                    comment: text(row, 2)?,
+                    author: text(row, 3)?,
+                    created_at: time(row, 4)?,
                 })
             })
-            .collect()
+        })
     }
 
     async fn history(&self, task_id: Uuid) -> Result<Vec<HistoryEntry>> {
-        let rows = sqlx::query("SELECT * FROM task_history WHERE task_id = ? ORDER BY id")
-            .bind(task_id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
+        self.read(|conn| {
+            let sql = "SELECT field, old_value, new_value, actor, comment, at FROM task_history WHERE task_id = ?1 ORDER BY id";
+            query_all(conn, sql, [task_id.to_string()], |row| {
                 Ok(HistoryEntry {
-                    field: row.try_get("field")?,
-                    old_value: row.try_get("old_value")?,
-                    new_value: row.try_get("new_value")?,
-                    actor: row.try_get("actor")?,
-                    comment: row.try_get("comment")?,
-                    at: time(row, "at")?,
+                    field: text(row, 0)?,
+                    old_value: optional_text(row, 1)?,
+                    new_value: optional_text(row, 2)?,
+                    actor: text(row, 3)?,
+                    comment: optional_text(row, 4)?,
+                    at: time(row, 5)?,
                 })
             })
-            .collect()
+        })
     }
 
     async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>> {
-        let rows =
-            sqlx::query("SELECT * FROM events WHERE published_id IS NULL ORDER BY seq LIMIT ?")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let subject: String = row.try_get("subject")?;
-                let data: String = row.try_get("data")?;
+        self.read(|conn| {
+            let sql = format!(
+                "SELECT seq, topic, type, actor, subject, data, at FROM events \
+                 WHERE published_id IS NULL ORDER BY seq LIMIT {limit}"
+            );
+            query_all(conn, &sql, [], |row| {
+                let subject = text(row, 4)?;
+                let data = text(row, 5)?;
                 Ok(OutboxEvent {
-                    seq: row.try_get("seq")?,
+                    seq: row.get(0).map_err(storage)?,
                     event: NewEvent {
-                        topic: row.try_get("topic")?,
-                        kind: row.try_get("type")?,
-                        actor: row.try_get("actor")?,
-                        subject: serde_json::from_str(&subject).map_err(|_| corrupt("subject"))?,
-                        data: serde_json::from_str(&data).map_err(|_| corrupt("data"))?,
-                        at: time(row, "at")?,
+                        topic: text(row, 1)?,
+                        kind: text(row, 2)?,
+                        actor: text(row, 3)?,
+                        subject: serde_json::from_str(&subject).map_err(|_| corrupt(4))?,
+                        data: serde_json::from_str(&data).map_err(|_| corrupt(5))?,
+                        at: time(row, 6)?,
                     },
                 })
             })
-            .collect()
+        })
     }
 
     async fn mark_published(&self, seq: i64, id: EventId) -> Result<()> {
-        sqlx::query("UPDATE events SET published_id = ? WHERE seq = ?")
-            .bind(id.to_string())
-            .bind(seq)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE events SET published_id = ?1 WHERE seq = ?2",
+                params![id.to_string(), seq],
+            )
+            .map_err(storage)?;
+            Ok(())
+        })
+        .await
     }
 }
