@@ -58,7 +58,7 @@ pub enum Error {
 
     /// A migration failed at start.
     #[error("database migration failed: {0}")]
-    Migration(#[source] BoxError),
+    Migration(BoxError),
 }
 
 fn suggest(suggestions: &[String]) -> String {

@@ -2,7 +2,10 @@
 
 use std::{future::Future, sync::Arc};
 
-use rmcp::{ServiceExt, service::QuitReason};
+use rmcp::{
+    ServiceExt,
+    service::{QuitReason, ServerInitializeError},
+};
 
 use crate::{Error, Result, TaskService, TasksServer};
 
@@ -24,10 +27,15 @@ pub async fn serve_stdio(
 ) -> Result<Ended> {
     // stdio_pipes reads stdin without a blocking thread, so cancelling really stops the
     // process even while the client keeps stdin open.
-    let running = TasksServer::new(service)
+    let running = match TasksServer::new(service)
         .serve(rmcp::transport::stdio_pipes())
         .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
+    {
+        Ok(running) => running,
+        // The client went away before initializing: as clean an end as any.
+        Err(ServerInitializeError::ConnectionClosed(_)) => return Ok(Ended::InputClosed),
+        Err(e) => return Err(Error::Transport(e.to_string())),
+    };
     let cancel = running.cancellation_token();
     let stopper = tokio::spawn(async move {
         shutdown.await;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcp_core::{EventId, NewEvent};
 use sqlx::{
-    PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlStr,
+    Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlStr,
     migrate::{Migration, MigrationType, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions, PgRow},
     types::Json,
@@ -48,6 +48,12 @@ impl PostgresStore {
 
     /// Connects with explicit options (e.g. a `search_path`) and migrates.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        // One direct connection first: a pool would retry until its timeout and then report
+        // only that it timed out, hiding why (refused, unknown host, bad password).
+        sqlx::PgConnection::connect_with(&options)
+            .await?
+            .close()
+            .await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

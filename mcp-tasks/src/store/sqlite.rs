@@ -201,8 +201,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         ));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-        tx.execute_batch(sql)
-            .map_err(|e| Error::Migration(format!("migration {version}: {e}").into()))?;
+        tx.execute_batch(sql).map_err(|e| {
+            // rusqlite's message for a failing script quotes the whole script: keep SQLite's own.
+            let reason = match &e {
+                rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+                rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+                other => other.to_string(),
+            };
+            Error::Migration(format!("schema version {version}: {reason}").into())
+        })?;
         tx.pragma_update(None, "user_version", version)
             .map_err(storage)?;
     }
