@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn stdio(database_url: Option<String>) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let store = open_store(database_url).await?;
     let service = Arc::new(TaskService::new(store, Arc::new(MemoryBus::default())));
     // Events committed by an earlier run that never reached the bus go out now.
@@ -56,7 +57,7 @@ async fn stdio(database_url: Option<String>) -> anyhow::Result<()> {
         .flush_outbox()
         .await
         .context("publishing pending events")?;
-    match mcp_tasks::serve_stdio(service, shutdown_signal()).await? {
+    match mcp_tasks::serve_stdio(service, shutdown).await? {
         Ended::InputClosed => tracing::info!("client closed stdin; exiting"),
         Ended::ShutDown => tracing::info!("signal received; exiting"),
         _ => {}
@@ -103,26 +104,35 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that arrives during start-up is not lost (and does
+/// not kill the process with the default action).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for signals; stop with end of input");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

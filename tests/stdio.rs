@@ -6,11 +6,12 @@
 use std::{path::Path, process::Stdio, time::Duration};
 
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt,
     model::{
         CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
         ProtocolVersion, ReadResourceRequestParams, ResourceContents,
-        ResourceUpdatedNotificationParam, SubscribeRequestParams, UnsubscribeRequestParams,
+        ResourceUpdatedNotificationParam, ServerNotification, SubscribeRequestParams,
+        SubscriptionFilter, UnsubscribeRequestParams,
     },
     service::{NotificationContext, RunningService},
     transport::TokioChildProcess,
@@ -51,7 +52,7 @@ async fn connect(db: &Path) -> (Client, mpsc::UnboundedReceiver<String>) {
         .arg("stdio")
         .arg("--database-url")
         .arg(format!("sqlite://{}", db.display()))
-        .env("MCP_TASKS_LOG", "warn");
+        .env("MCP_TASKS_LOG", "error");
     let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::inherit())
         .spawn()
@@ -455,6 +456,89 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     client.cancel().await.unwrap();
 }
 
+/// Protocol 2026-07-28 sessions have no `resources/subscribe`; they listen instead.
+#[tokio::test]
+async fn a_2026_client_listens_for_task_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-tasks"));
+    command
+        .arg("stdio")
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("tasks.db").display()
+        ))
+        .env("MCP_TASKS_LOG", "error");
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("e2e-2026", "1"),
+    )
+    .serve_with_lifecycle(transport, lifecycle)
+    .await
+    .unwrap();
+    assert_eq!(
+        client.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2026_07_28
+    );
+
+    let call = |tool: &'static str, arguments: Value| {
+        let peer = client.peer().clone();
+        async move {
+            let Value::Object(arguments) = arguments else {
+                panic!("object")
+            };
+            let result = peer
+                .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
+                .await
+                .unwrap();
+            assert_ne!(result.is_error, Some(true), "{tool}: {}", text(&result));
+            result.structured_content.unwrap()
+        }
+    };
+    call("add_user", json!({"email": "alice@example.com"})).await;
+    let task = call("create_task", json!({"title": "t", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api"})).await;
+    let uri = format!("task://{}", task["id"].as_str().unwrap());
+
+    let filter = SubscriptionFilter::builder()
+        .resource_subscription(uri.clone())
+        .resource_subscription("file:///etc/passwd")
+        .build();
+    let mut subscription = client.listen(filter).await.unwrap();
+    assert_eq!(
+        subscription
+            .acknowledged()
+            .resource_subscriptions
+            .as_deref(),
+        Some(&[uri.clone()][..]),
+        "only task URIs are accepted"
+    );
+    call(
+        "update_task_status",
+        json!({"task_id": task["id"], "new_status": "in_review", "updated_by": "alice"}),
+    )
+    .await;
+    let notification = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match notification {
+        ServerNotification::ResourceUpdatedNotification(updated) => {
+            assert_eq!(updated.params.uri, uri)
+        }
+        other => panic!("expected resources/updated, got {other:?}"),
+    }
+    subscription.cancel().await.unwrap();
+    client.cancel().await.unwrap();
+}
+
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 /// Starts the binary with no `--database-url`, the way a config entry does, and completes the
@@ -541,5 +625,54 @@ async fn sigterm_stops_the_server_while_stdin_stays_open() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "exits cleanly on SIGTERM: {status:?}");
+    drop(stdin);
+}
+
+/// A client that never sends `initialize` must not make the server ignore SIGTERM.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_before_initialize_stops_the_server() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-tasks"))
+        .arg("stdio")
+        .env("XDG_DATA_HOME", home.path())
+        .env("MCP_TASKS_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    // The server logs which database it opens after installing its signal handlers.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("opening") {
+        line.clear();
+        let read = tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            read > 0,
+            "stderr ended before the server opened its database"
+        );
+    }
+    let pid = child.id().unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
     drop(stdin);
 }

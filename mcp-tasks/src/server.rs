@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use mcp_core::{Delivery, EventBus, EventFilter};
+use mcp_core::{Delivery, EventBus, EventFilter, EventId};
 use rmcp::{
     ErrorData as McpError, Peer, RoleServer, ServerHandler,
     handler::server::router::tool::ToolRouter,
@@ -33,6 +33,9 @@ first task). Pass a task's version as expected_version to avoid overwriting some
 Read task://{id} for a task with comments and history; subscribe to it to hear of changes.";
 
 const URI_PREFIX: &str = "task://";
+
+/// How far back a `subscriptions/listen` starts reading events (see `listen`).
+const LISTEN_LOOKBACK_MS: u64 = 2_000;
 
 /// The task MCP server. Cheap to clone; clones share subscriptions.
 #[derive(Clone)]
@@ -252,12 +255,17 @@ impl ServerHandler for TasksServer {
             context.cancelled().await;
             return Ok(());
         }
+        // rmcp acknowledges the subscription before calling `listen`, so a change made in between
+        // would be missed by a subscription that starts now. Start a little in the past instead:
+        // the client may hear once of a change from just before it listened, never miss one after.
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        let after = EventId::new(now_ms.saturating_sub(LISTEN_LOOKBACK_MS), 0);
         let mut events = self
             .service
             .bus()
             .subscribe(
                 EventFilter::all().topic(TOPIC).subject("task_id", ids),
-                None,
+                Some(after),
             )
             .await
             .map_err(|e| McpError::internal_error(e.to_string(), None))?;

@@ -27,10 +27,13 @@ pub async fn serve_stdio(
 ) -> Result<Ended> {
     // stdio_pipes reads stdin without a blocking thread, so cancelling really stops the
     // process even while the client keeps stdin open.
-    let running = match TasksServer::new(service)
-        .serve(rmcp::transport::stdio_pipes())
-        .await
-    {
+    let mut shutdown = Box::pin(shutdown);
+    let started = tokio::select! {
+        started = TasksServer::new(service).serve(rmcp::transport::stdio_pipes()) => started,
+        // A client that never initializes must not make the server deaf to shutdown.
+        () = &mut shutdown => return Ok(Ended::ShutDown),
+    };
+    let running = match started {
         Ok(running) => running,
         // The client went away before initializing: as clean an end as any.
         Err(ServerInitializeError::ConnectionClosed(_)) => return Ok(Ended::InputClosed),
