@@ -78,7 +78,8 @@ async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
     let peer = client.peer().clone();
 
     let scenarios: Vec<(&str, Value)> = vec![
-        ("get_tasks {} (first page, 50 tasks)", json!({})),
+        ("get_tasks {} (first page: 20 tasks)", json!({})),
+        ("get_tasks limit 50", json!({"limit": 50})),
         (
             "get_tasks repository+status, limit 20",
             json!({"repository": "acme/repo-3", "status": "open", "limit": 20}),
@@ -93,6 +94,7 @@ async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
         "mcp-tasks stdio, SQLite with {tasks} tasks, one connection, {}s per row",
         duration.as_secs()
     );
+    println!("client: rmcp (the official SDK's client, as an agent host would use)");
     println!(
         "{:<40} {:>5} {:>10} {:>9} {:>9} {:>9}",
         "call", "conc", "calls/s", "p50 ms", "p99 ms", "max ms"
@@ -119,6 +121,24 @@ async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
         .await?;
         row.print("create_task", concurrency);
     }
+    client.cancel().await?;
+
+    // The same calls from a minimal JSON-RPC client that only frames lines and matches ids, so
+    // the figures are the server's, not the client library's.
+    let raw = RawClient::spawn(&url).await?;
+    println!();
+    println!("client: raw JSON-RPC lines over the same pipes (measures the server alone)");
+    println!(
+        "{:<40} {:>5} {:>10} {:>9} {:>9} {:>9}",
+        "call", "conc", "calls/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, args) in &scenarios {
+        for concurrency in [1, 4] {
+            let row = raw.load("get_tasks", args, concurrency, duration).await?;
+            row.print(name, concurrency);
+        }
+    }
+    println!();
     println!(
         "{:<40} {:>5} {:>10} {:>9.2} {:>9.2} {:>9.2}",
         "cold start to initialize answered",
@@ -128,7 +148,6 @@ async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
         ms(cold.value_at_quantile(0.99)),
         ms(cold.max())
     );
-    client.cancel().await?;
     Ok(())
 }
 
@@ -277,4 +296,124 @@ async fn load(
         elapsed: started.elapsed(),
         histogram,
     })
+}
+
+/// A JSON-RPC client that writes request lines and matches response lines by id, and parses
+/// nothing else.
+struct RawClient {
+    requests: tokio::sync::mpsc::UnboundedSender<(u64, String, tokio::sync::oneshot::Sender<bool>)>,
+    next_id: std::sync::atomic::AtomicU64,
+    _child: tokio::process::Child,
+}
+
+impl RawClient {
+    async fn spawn(url: &str) -> anyhow::Result<Arc<Self>> {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["stdio", "--database-url", url])
+            .env("MCP_TASKS_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let hello = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+        stdin.write_all(format!("{hello}\n").as_bytes()).await?;
+        let mut line = String::new();
+        stdout.read_line(&mut line).await?;
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await?;
+
+        type Waiters = std::collections::HashMap<u64, tokio::sync::oneshot::Sender<bool>>;
+        let waiters: Arc<std::sync::Mutex<Waiters>> = Arc::default();
+        let (requests, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<(
+            u64,
+            String,
+            tokio::sync::oneshot::Sender<bool>,
+        )>();
+        let writer_waiters = waiters.clone();
+        tokio::spawn(async move {
+            while let Some((id, line, done)) = outgoing.recv().await {
+                writer_waiters.lock().expect("lock").insert(id, done);
+                if stdin.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stdout.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                // Responses start {"jsonrpc":"2.0","id":N,...}: read N without parsing the rest.
+                let id = line
+                    .split_once("\"id\":")
+                    .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|digits| digits.parse::<u64>().ok());
+                if let Some(id) = id
+                    && let Some(done) = waiters.lock().expect("lock").remove(&id)
+                {
+                    let _ = done.send(!line.contains("\"isError\":true"));
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            requests,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            _child: child,
+        }))
+    }
+
+    async fn call(&self, tool: &str, args: &Value) -> anyhow::Result<()> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
+        let (done, answered) = tokio::sync::oneshot::channel();
+        self.requests
+            .send((id, format!("{request}\n"), done))
+            .map_err(|_| anyhow::anyhow!("server gone"))?;
+        if !answered.await? {
+            bail!("{tool} answered with an error");
+        }
+        Ok(())
+    }
+
+    async fn load(
+        self: &Arc<Self>,
+        tool: &'static str,
+        args: &Value,
+        concurrency: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Row> {
+        self.call(tool, args).await?;
+        let started = Instant::now();
+        let deadline = started + duration;
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let client = self.clone();
+            let args = args.clone();
+            workers.push(tokio::spawn(async move {
+                let mut histogram = Histogram::<u64>::new(3)?;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    client.call(tool, &args).await?;
+                    histogram.record(sent.elapsed().as_micros() as u64)?;
+                }
+                anyhow::Ok(histogram)
+            }));
+        }
+        let mut histogram = Histogram::<u64>::new(3)?;
+        for worker in workers {
+            histogram.add(worker.await??)?;
+        }
+        Ok(Row {
+            calls: histogram.len(),
+            elapsed: started.elapsed(),
+            histogram,
+        })
+    }
 }

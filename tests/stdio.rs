@@ -322,10 +322,39 @@ async fn an_agent_manages_tasks_end_to_end() {
     .await;
     assert_eq!(deleted["id"], docs_id.as_str());
     assert_eq!(ids(&ok(&client, "get_tasks", json!({})).await).len(), 2);
+
+    // Subscribe again, spelling the id in upper case: the notification names the URI as the
+    // client wrote it, and it is the only one (the old subscription is gone).
+    let shouted = format!("task://{}", login_id.to_uppercase());
+    #[allow(deprecated)]
+    client
+        .subscribe(SubscribeRequestParams::new(shouted.clone()))
+        .await
+        .unwrap();
+    ok(
+        &client,
+        "update_task",
+        json!({"task_id": login_id, "complexity": "high"}),
+    )
+    .await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, updates.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        shouted
+    );
     assert!(
         updates.try_recv().is_err(),
-        "no notification after unsubscribing (the update above was answered after it was published)"
+        "one notification per change to a subscribed task, none from the unsubscribed one"
     );
+    #[allow(deprecated)]
+    let missing = client
+        .subscribe(SubscribeRequestParams::new(
+            "task://00000000-0000-7000-8000-000000000000",
+        ))
+        .await;
+    assert!(format!("{missing:?}").contains("not found"), "{missing:?}");
     client.cancel().await.unwrap();
 }
 

@@ -56,6 +56,10 @@ pub enum Error {
     #[error("mcp transport: {0}")]
     Transport(String),
 
+    /// The database cannot be reached (refused, unknown host, bad credentials).
+    #[error("database unavailable: {0}")]
+    Unavailable(BoxError),
+
     /// A migration failed at start.
     #[error("database migration failed: {0}")]
     Migration(BoxError),
@@ -71,18 +75,6 @@ fn suggest(suggestions: &[String]) -> String {
 
 /// The underlying cause of a storage failure, kept for logs.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        Error::Storage(Box::new(error))
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(error: sqlx::migrate::MigrateError) -> Self {
-        Error::Migration(Box::new(error))
-    }
-}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -37,13 +37,13 @@ const URI_PREFIX: &str = "task://";
 /// How far back a `subscriptions/listen` starts reading events (see `listen`).
 const LISTEN_LOOKBACK_MS: u64 = 2_000;
 
-/// The task MCP server. Cheap to clone; clones share subscriptions.
+/// The task MCP server for one session. Cheap to clone (clones share the session's resource
+/// subscriptions); build a new one with [`TasksServer::new`] for each session.
 #[derive(Clone)]
 pub struct TasksServer {
     pub(crate) service: Arc<TaskService>,
     tool_router: ToolRouter<Self>,
-    /// `resources/subscribe` watchers by URI, each forwarding its task's events to the peer.
-    watchers: Arc<Mutex<HashMap<String, AbortHandle>>>,
+    watchers: Arc<Watchers>,
 }
 
 impl std::fmt::Debug for TasksServer {
@@ -52,16 +52,29 @@ impl std::fmt::Debug for TasksServer {
     }
 }
 
-impl Drop for TasksServer {
+/// The session's `resources/subscribe` watchers by URI, each forwarding its task's events to
+/// the peer. Dropped with the last clone of the server, which stops them all.
+#[derive(Default)]
+struct Watchers(Mutex<HashMap<String, AbortHandle>>);
+
+impl Watchers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Watchers {
     fn drop(&mut self) {
-        // The last clone gone means the session is over: stop its watchers.
-        if Arc::strong_count(&self.watchers) == 1 {
-            for (_, watcher) in self.watchers_guard().drain() {
-                watcher.abort();
-            }
+        for (_, watcher) in self.lock().drain() {
+            watcher.abort();
         }
     }
 }
+
+/// How many tasks one session may subscribe to at once.
+const MAX_SUBSCRIPTIONS: usize = 1_000;
 
 impl TasksServer {
     pub fn new(service: Arc<TaskService>) -> Self {
@@ -71,39 +84,47 @@ impl TasksServer {
             watchers: Arc::default(),
         }
     }
-
-    fn watchers_guard(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
-        self.watchers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The bus subscription for one task's events.
-    async fn watch(
-        bus: &Arc<dyn EventBus>,
-        task_id: &str,
-    ) -> Result<mcp_core::Subscription, McpError> {
-        bus.subscribe(
-            EventFilter::all()
-                .topic(TOPIC)
-                .subject("task_id", [task_id]),
-            None,
-        )
-        .await
-        .map_err(|e| McpError::internal_error(e.to_string(), None))
-    }
 }
 
-/// The task id a `task://{id}` URI names, checked to be a well-formed id.
-fn task_id_of(uri: &str) -> Result<&str, McpError> {
+/// The task a `task://{id}` URI names. Any spelling of the id is accepted; use
+/// [`task_uri`] for the canonical URI.
+fn task_id_of(uri: &str) -> Result<uuid::Uuid, McpError> {
     uri.strip_prefix(URI_PREFIX)
-        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .ok_or_else(|| {
             McpError::invalid_params(
-                format!("{uri:?} is not a task resource; expected task://{{task id}}"),
+                format!(
+                    "{:?} is not a task resource; expected task://{{task id}}",
+                    uri.chars().take(100).collect::<String>()
+                ),
                 None,
             )
         })
+}
+
+fn task_uri(id: uuid::Uuid) -> String {
+    format!("{URI_PREFIX}{id}")
+}
+
+/// Forwards one task's events to the peer as `notifications/resources/updated` for `uri` (as
+/// the client spelled it) until the peer goes away. After missed events (`Resync`) it notifies
+/// once and subscribes afresh.
+async fn watch_task(bus: Arc<dyn EventBus>, id: uuid::Uuid, uri: String, peer: Peer<RoleServer>) {
+    let filter = EventFilter::all()
+        .topic(TOPIC)
+        .subject("task_id", [id.to_string()]);
+    loop {
+        let Ok(mut events) = bus.subscribe(filter.clone(), None).await else {
+            return;
+        };
+        while let Some(_delivery) = events.recv().await {
+            let update = ResourceUpdatedNotificationParam::new(uri.clone());
+            if peer.notify_resource_updated(update).await.is_err() {
+                return;
+            }
+        }
+        // The bus ended this subscription (the watcher fell behind): start a new one.
+    }
 }
 
 fn storage_failure(error: &Error) -> McpError {
@@ -170,7 +191,7 @@ impl ServerHandler for TasksServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let id = task_id_of(&request.uri)?;
-        let detail = match self.service.get_task_detail(id).await {
+        let detail = match self.service.get_task_detail(&id.to_string()).await {
             Ok(detail) => detail,
             Err(Error::NotFound { .. }) => {
                 return Err(McpError::resource_not_found(
@@ -195,26 +216,37 @@ impl ServerHandler for TasksServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let id = task_id_of(&request.uri)?.to_owned();
-        let mut events = Self::watch(self.service.bus(), &id).await?;
-        let peer: Peer<RoleServer> = context.peer;
-        let uri = request.uri.clone();
-        let watcher = tokio::spawn(async move {
-            while let Some(delivery) = events.recv().await {
-                if matches!(delivery, Delivery::Event(_) | Delivery::Resync) {
-                    let update = ResourceUpdatedNotificationParam::new(uri.clone());
-                    if peer.notify_resource_updated(update).await.is_err() {
-                        break;
-                    }
-                }
+        let id = task_id_of(&request.uri)?;
+        match self.service.get_task(&id.to_string()).await {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => {
+                return Err(McpError::resource_not_found(
+                    format!("task {id} not found"),
+                    Some(serde_json::json!({ "uri": request.uri })),
+                ));
             }
-        });
-        if let Some(previous) = self
-            .watchers_guard()
-            .insert(request.uri, watcher.abort_handle())
-        {
-            previous.abort();
+            Err(e) => return Err(storage_failure(&e)),
         }
+        let key = task_uri(id);
+        let mut watchers = self.watchers.lock();
+        if watchers.contains_key(&key) {
+            return Ok(());
+        }
+        if watchers.len() >= MAX_SUBSCRIPTIONS {
+            return Err(McpError::invalid_params(
+                format!(
+                    "at most {MAX_SUBSCRIPTIONS} subscriptions per session; unsubscribe from some first"
+                ),
+                None,
+            ));
+        }
+        let watcher = tokio::spawn(watch_task(
+            self.service.bus().clone(),
+            id,
+            request.uri,
+            context.peer,
+        ));
+        watchers.insert(key, watcher.abort_handle());
         Ok(())
     }
 
@@ -223,7 +255,9 @@ impl ServerHandler for TasksServer {
         request: UnsubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        if let Some(watcher) = self.watchers_guard().remove(&request.uri) {
+        if let Ok(id) = task_id_of(&request.uri)
+            && let Some(watcher) = self.watchers.lock().remove(&task_uri(id))
+        {
             watcher.abort();
         }
         Ok(())
@@ -242,53 +276,55 @@ impl ServerHandler for TasksServer {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        let uris = context
-            .accepted()
-            .resource_subscriptions
-            .clone()
-            .unwrap_or_default();
-        let ids: Vec<String> = uris
-            .iter()
-            .filter_map(|uri| task_id_of(uri).ok().map(str::to_owned))
-            .collect();
-        if ids.is_empty() {
+        // Task id (canonical) -> the URIs the client wrote for it: notifications must use the
+        // client's spelling, which is what the subscription accepted.
+        let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
+        for uri in context.accepted().resource_subscriptions.iter().flatten() {
+            if let Ok(id) = task_id_of(uri) {
+                by_id.entry(id.to_string()).or_default().push(uri.clone());
+            }
+        }
+        if by_id.is_empty() {
             context.cancelled().await;
             return Ok(());
         }
+        let filter = EventFilter::all()
+            .topic(TOPIC)
+            .subject("task_id", by_id.keys().cloned());
         // rmcp acknowledges the subscription before calling `listen`, so a change made in between
         // would be missed by a subscription that starts now. Start a little in the past instead:
         // the client may hear once of a change from just before it listened, never miss one after.
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-        let after = EventId::new(now_ms.saturating_sub(LISTEN_LOOKBACK_MS), 0);
-        let mut events = self
-            .service
-            .bus()
-            .subscribe(
-                EventFilter::all().topic(TOPIC).subject("task_id", ids),
-                Some(after),
-            )
-            .await
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let mut after = Some(EventId::new(now_ms.saturating_sub(LISTEN_LOOKBACK_MS), 0));
         let sink = context.sink().clone();
         loop {
-            tokio::select! {
-                () = context.cancelled() => return Ok(()),
-                delivery = events.recv() => {
-                    let targets: Vec<String> = match delivery {
-                        Some(Delivery::Event(event)) => event
-                            .subject
-                            .get("task_id")
-                            .map(|id| vec![format!("{URI_PREFIX}{id}")])
-                            .unwrap_or_default(),
-                        // Events were missed: every subscribed task may have changed.
-                        Some(_) => uris.clone(),
-                        None => return Ok(()),
-                    };
-                    for uri in targets {
-                        match sink.notify_resource_updated(uri).await {
-                            Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => {}
-                            Err(_) => return Ok(()),
-                        }
+            let mut events = self
+                .service
+                .bus()
+                .subscribe(filter.clone(), after.take())
+                .await
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            loop {
+                let delivery = tokio::select! {
+                    () = context.cancelled() => return Ok(()),
+                    delivery = events.recv() => delivery,
+                };
+                let targets: Vec<&String> = match &delivery {
+                    Some(Delivery::Event(event)) => event
+                        .subject
+                        .get("task_id")
+                        .and_then(|id| by_id.get(id))
+                        .map(|uris| uris.iter().collect())
+                        .unwrap_or_default(),
+                    // Events were missed: every subscribed task may have changed.
+                    Some(_) => by_id.values().flatten().collect(),
+                    // The bus ended this subscription (it fell behind): subscribe afresh.
+                    None => break,
+                };
+                for uri in targets {
+                    match sink.notify_resource_updated(uri.clone()).await {
+                        Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => {}
+                        Err(_) => return Ok(()),
                     }
                 }
             }

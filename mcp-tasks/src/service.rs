@@ -6,6 +6,7 @@ mod validate;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use mcp_core::{EventBus, NewEvent};
 use serde::Serialize;
 use serde_json::json;
@@ -102,15 +103,13 @@ impl TaskService {
         }
     }
 
+    /// The bus this service publishes on, for subscribing to task events.
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus
     }
 
-    pub fn store(&self) -> &Arc<dyn TaskStore> {
-        &self.store
-    }
-
     /// Registers a user. Emails are kept lower-case; email and GitHub username are unique.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn add_user(&self, input: NewUser) -> Result<User> {
         let user = User {
             id: Uuid::now_v7(),
@@ -134,10 +133,13 @@ impl TaskService {
     /// A user by id, email or GitHub username; an unknown one is an error naming close matches.
     pub async fn resolve_user(&self, key: &str) -> Result<User> {
         let key = key.trim();
-        if key.is_empty() {
+        if key.is_empty() || key.chars().count() > validate::MAX_USER_KEY {
             return Err(Error::Invalid {
                 field: "user",
-                message: "give a user's id, email or GitHub username".into(),
+                message: format!(
+                    "give a user's id, email or GitHub username (at most {} characters)",
+                    validate::MAX_USER_KEY
+                ),
             });
         }
         if let Some(user) = self.store.find_user(key).await? {
@@ -156,6 +158,7 @@ impl TaskService {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(repository = %input.repository, actor = %actor))]
     pub async fn create_task(&self, input: NewTask, actor: &str) -> Result<Task> {
         let actor = validate::actor(actor)?;
         let title = validate::title(&input.title)?;
@@ -192,7 +195,7 @@ impl TaskService {
             comment: None,
             at,
         }];
-        let event = task_event("task_created", &actor, &task, json!({ "task": task }));
+        let event = task_event("task_created", &actor, &task, at, json!({ "task": task }));
         self.store.insert_task(&task, &history, &event).await?;
         self.publish_pending().await;
         Ok(task)
@@ -210,6 +213,7 @@ impl TaskService {
     }
 
     /// A task with its comments and history.
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn get_task_detail(&self, id: &str) -> Result<TaskDetail> {
         let task = self.get_task(id).await?;
         let (comments, history) =
@@ -221,6 +225,7 @@ impl TaskService {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_tasks(&self, input: ListTasks) -> Result<TaskList> {
         let limit = match input.limit {
             None => TaskQuery::DEFAULT_LIMIT,
@@ -260,7 +265,8 @@ impl TaskService {
     }
 
     async fn resolve_repository(&self, name: &str) -> Result<Uuid> {
-        let name = name.trim();
+        let name = validate::repository(name)?;
+        let name = name.as_str();
         if let Some(repository) = self.store.find_repository(name).await? {
             return Ok(repository.id);
         }
@@ -279,7 +285,9 @@ impl TaskService {
     /// Changes the fields `patch` sets, recording `comment` with each change. With
     /// `expected_version`, a task whose version differs is left alone and [`Error::Conflict`]
     /// names the current version; without it the patch applies to the current task. A patch
-    /// that changes nothing returns the task as it is, with no event and no new version.
+    /// that changes nothing is [`Modified::Unchanged`]: no event, no new version, and a
+    /// `comment` is kept as a comment on the task.
+    #[tracing::instrument(level = "debug", skip(self, patch, comment))]
     pub async fn update_task(
         &self,
         id: &str,
@@ -287,7 +295,7 @@ impl TaskService {
         actor: &str,
         expected_version: Option<i64>,
         comment: Option<&str>,
-    ) -> Result<Task> {
+    ) -> Result<Modified> {
         let id = validate::task_id(id)?;
         let actor = validate::actor(actor)?;
         let comment = validate::optional_text("comment", comment, validate::MAX_COMMENT)?;
@@ -302,6 +310,8 @@ impl TaskService {
             None => None,
         };
 
+        let comment_if_unchanged = comment.clone();
+        let actor_if_unchanged = actor.clone();
         let edit = move |current: &Task| -> Result<Option<TaskWrite>> {
             if let Some(expected) = expected_version
                 && expected != current.version
@@ -357,20 +367,25 @@ impl TaskService {
             if let Some(comment) = &comment {
                 data["comment"] = json!(comment);
             }
-            let event = task_event(kind, &actor, &next, data);
+            let event = task_event(kind, &actor, &next, at, data);
             Ok(Some(TaskWrite {
                 task: next,
                 history,
                 event,
             }))
         };
-        match self.store.modify_task(id, Box::new(edit)).await? {
-            Modified::Unchanged(task) => Ok(task),
-            Modified::Updated(task) => {
-                self.publish_pending().await;
-                Ok(task)
+        let modified = self.store.modify_task(id, Box::new(edit)).await?;
+        match &modified {
+            // Nothing to change, but the reason given is not thrown away.
+            Modified::Unchanged(task) => {
+                if let Some(comment) = comment_if_unchanged {
+                    self.add_comment(&task.id.to_string(), &comment, &actor_if_unchanged)
+                        .await?;
+                }
             }
+            Modified::Updated(_) => self.publish_pending().await,
         }
+        Ok(modified)
     }
 
     /// Moves a task to `status`, recording `comment` with the change.
@@ -380,7 +395,7 @@ impl TaskService {
         status: Status,
         actor: &str,
         comment: Option<&str>,
-    ) -> Result<Task> {
+    ) -> Result<Modified> {
         let patch = TaskPatch {
             status: Some(status),
             ..TaskPatch::default()
@@ -388,21 +403,24 @@ impl TaskService {
         self.update_task(id, patch, actor, None, comment).await
     }
 
+    #[tracing::instrument(level = "debug", skip(self, text))]
     pub async fn add_comment(&self, id: &str, text: &str, author: &str) -> Result<Comment> {
         let task = self.get_task(id).await?;
         let author = validate::actor(author)?;
         let text = validate::comment(text)?;
+        let at = now();
         let comment = Comment {
             id: Uuid::now_v7(),
             task_id: task.id,
             comment: text,
             author: author.clone(),
-            created_at: now(),
+            created_at: at,
         };
         let event = task_event(
             "task_commented",
             &author,
             &task,
+            at,
             json!({ "comment": comment }),
         );
         self.store.insert_comment(&comment, &event).await?;
@@ -410,28 +428,40 @@ impl TaskService {
         Ok(comment)
     }
 
-    /// Deletes a task and its comments; its history is kept.
+    /// Deletes a task and its comments; its history is kept. With `expected_version`, a task
+    /// whose version differs is left alone and [`Error::Conflict`] names the current version.
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn delete_task(
         &self,
         id: &str,
         actor: &str,
         expected_version: Option<i64>,
     ) -> Result<Task> {
+        let id = validate::task_id(id)?;
         let actor = validate::actor(actor)?;
-        let task = self.get_task(id).await?;
-        let version = expected_version.unwrap_or(task.version);
-        let history = [HistoryEntry {
-            field: "deleted".into(),
-            old_value: Some(task.title.clone()),
-            new_value: None,
-            actor: actor.clone(),
-            comment: None,
-            at: now(),
-        }];
-        let event = task_event("task_deleted", &actor, &task, json!({ "task": task }));
-        self.store
-            .delete_task(task.id, version, &history, &event)
-            .await?;
+        let edit = move |task: &Task| {
+            if let Some(expected) = expected_version
+                && expected != task.version
+            {
+                return Err(Error::Conflict {
+                    task_id: task.id.to_string(),
+                    expected,
+                    current: task.version,
+                });
+            }
+            let at = now();
+            let history = vec![HistoryEntry {
+                field: "deleted".into(),
+                old_value: Some(task.title.clone()),
+                new_value: None,
+                actor: actor.clone(),
+                comment: None,
+                at,
+            }];
+            let event = task_event("task_deleted", &actor, task, at, json!({ "task": task }));
+            Ok((history, event))
+        };
+        let task = self.store.remove_task(id, Box::new(edit)).await?;
         self.publish_pending().await;
         Ok(task)
     }
@@ -447,10 +477,22 @@ impl TaskService {
             if batch.is_empty() {
                 return Ok(published);
             }
+            let mut marks = Vec::with_capacity(batch.len());
+            let mut failure = None;
             for row in batch {
-                let event = self.bus.publish(row.event).await?;
-                self.store.mark_published(row.seq, event.id).await?;
-                published += 1;
+                match self.bus.publish(row.event).await {
+                    Ok(event) => marks.push((row.seq, event.id)),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            // Record what did go out before reporting a failure, so it is not sent twice.
+            self.store.mark_published(&marks).await?;
+            published += marks.len();
+            if let Some(error) = failure {
+                return Err(error.into());
             }
         }
     }
@@ -463,9 +505,15 @@ impl TaskService {
     }
 }
 
-fn task_event(kind: &str, actor: &str, task: &Task, data: serde_json::Value) -> NewEvent {
+fn task_event(
+    kind: &str,
+    actor: &str,
+    task: &Task,
+    at: DateTime<Utc>,
+    data: serde_json::Value,
+) -> NewEvent {
     NewEvent::new(TOPIC, kind, actor)
-        .with_at(task.updated_at)
+        .with_at(at)
         .with_subject("task_id", task.id.to_string())
         .with_subject("assignee", task.assignee_id.to_string())
         .with_subject("repository", task.repository.clone())

@@ -48,29 +48,32 @@ pub trait TaskStore: Send + Sync + 'static {
     /// one task apply one after another and each sees the one before. An `edit` that returns
     /// an error or `None` leaves everything as it was.
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified>;
-    /// Deletes a task and its comments if its stored version is `expected_version`; its
-    /// history, with `history` appended, is kept.
-    async fn delete_task(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        history: &[HistoryEntry],
-        event: &NewEvent,
-    ) -> Result<()>;
+    /// Reads a task, hands it to `edit`, and deletes it with its comments (keeping its history,
+    /// with the rows `edit` returns appended) in one transaction that holds the task, like
+    /// [`TaskStore::modify_task`]. Returns the task as it was.
+    async fn remove_task(&self, id: Uuid, edit: RemoveEdit) -> Result<Task>;
 
     /// Adds a comment; [`Error::NotFound`] if the task does not exist.
     async fn insert_comment(&self, comment: &Comment, event: &NewEvent) -> Result<()>;
     async fn comments(&self, task_id: Uuid) -> Result<Vec<Comment>>;
     async fn history(&self, task_id: Uuid) -> Result<Vec<HistoryEntry>>;
 
-    /// Outbox rows not yet published, oldest first.
+    /// Outbox rows written through this store instance and not yet published, oldest first.
+    ///
+    /// Each store instance (each process) relays only its own rows: with an in-process bus, a
+    /// row published by another process would reach that process's subscribers, not the
+    /// writer's. A shared bus (Redis) will claim rows across instances instead.
     async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>>;
-    /// Records the id the bus gave an outbox row.
-    async fn mark_published(&self, seq: i64, id: EventId) -> Result<()>;
+    /// Records the ids the bus gave outbox rows, as `(seq, id)` pairs, in one transaction.
+    async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()>;
 }
 
 /// Decides, from the current task, what to write: `Ok(None)` for nothing.
 pub type TaskEdit = Box<dyn FnOnce(&Task) -> Result<Option<TaskWrite>> + Send>;
+
+/// Decides, from the task about to be deleted, the history rows and the event that record
+/// the deletion, or refuses it (e.g. [`Error::Conflict`]).
+pub type RemoveEdit = Box<dyn FnOnce(&Task) -> Result<(Vec<HistoryEntry>, NewEvent)> + Send>;
 
 /// A change to one task: its new state (with the next version), the history rows and the event
 /// that describe it.
@@ -88,6 +91,21 @@ pub enum Modified {
     Unchanged(Task),
     /// The task as written.
     Updated(Task),
+}
+
+impl Modified {
+    /// The task, changed or not.
+    pub fn task(&self) -> &Task {
+        match self {
+            Modified::Unchanged(task) | Modified::Updated(task) => task,
+        }
+    }
+
+    pub fn into_task(self) -> Task {
+        match self {
+            Modified::Unchanged(task) | Modified::Updated(task) => task,
+        }
+    }
 }
 
 /// Opens the store a database URL names: `sqlite:` (file created and migrated if missing) or
@@ -154,7 +172,8 @@ pub struct TaskQuery {
 }
 
 impl TaskQuery {
-    pub const DEFAULT_LIMIT: u32 = 50;
+    /// Small enough that a first page does not flood an agent's context.
+    pub const DEFAULT_LIMIT: u32 = 20;
     pub const MAX_LIMIT: u32 = 200;
 }
 

@@ -54,16 +54,32 @@ impl Harness {
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .await
             .expect("create schema");
-        let store = PostgresStore::connect_with(
-            options.clone().options([("search_path", schema.as_str())]),
-        )
-        .await
-        .expect("connect postgres store");
+        let store = PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("connect postgres store");
         Some(Self {
             store: Arc::new(store),
             _dir: None,
             pg_schema: Some((options, schema)),
         })
+    }
+
+    /// Another store instance (as another process would open) on the same database.
+    async fn another(&self) -> Arc<dyn TaskStore> {
+        if let Some(dir) = &self._dir {
+            return Arc::new(
+                SqliteStore::open(&dir.path().join("tasks.db"))
+                    .await
+                    .expect("reopen sqlite"),
+            );
+        }
+        let (_, schema) = self.pg_schema.as_ref().expect("a postgres harness");
+        let url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+        Arc::new(
+            PostgresStore::connect_in_schema(&url, schema)
+                .await
+                .expect("second postgres store"),
+        )
     }
 
     async fn cleanup(self) {
@@ -104,8 +120,37 @@ macro_rules! contract {
     };
 }
 
+/// Contract tests that need two store instances on one database.
+macro_rules! contract_shared {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_shared {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let harness = super::Harness::sqlite().await;
+                    super::$name(harness.store.clone(), harness.another().await).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+        mod postgres_shared {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(harness) = super::Harness::postgres().await else { return };
+                    super::$name(harness.store.clone(), harness.another().await).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+contract_shared!(each_instance_relays_only_its_own_events);
+
 contract!(
     users_are_found_by_id_email_or_github_username,
+    service_keeps_the_comment_of_an_update_that_changes_nothing,
     duplicate_users_are_rejected,
     tasks_round_trip_and_register_their_repository,
     a_stale_update_writes_nothing,
@@ -176,8 +221,12 @@ fn history(field: &str) -> Vec<HistoryEntry> {
 async fn users_are_found_by_id_email_or_github_username(store: Arc<dyn TaskStore>) {
     let alice = user("alice@example.com", Some("Alice-GH"));
     store.insert_user(&alice).await.unwrap();
+    let upper = alice.id.to_string().to_uppercase();
+    let simple = alice.id.simple().to_string();
     for key in [
         alice.id.to_string().as_str(),
+        upper.as_str(),
+        simple.as_str(),
         "alice@example.com",
         "ALICE@example.com",
         "alice-gh",
@@ -383,29 +432,23 @@ async fn deletes_keep_history_and_drop_comments(store: Arc<dyn TaskStore>) {
         .unwrap();
     assert_eq!(store.comments(doomed.id).await.unwrap(), vec![comment]);
 
-    let stale = store
-        .delete_task(
-            doomed.id,
-            7,
-            &history("deleted"),
-            &event("task_deleted", &doomed),
-        )
-        .await;
+    let stale = store.remove_task(doomed.id, deletion(Some(7))).await;
     assert!(
         matches!(stale, Err(Error::Conflict { current: 1, .. })),
         "{stale:?}"
     );
     assert!(store.get_task(doomed.id).await.unwrap().is_some());
+    assert_eq!(
+        store.history(doomed.id).await.unwrap().len(),
+        1,
+        "a refused delete writes nothing"
+    );
 
-    store
-        .delete_task(
-            doomed.id,
-            1,
-            &history("deleted"),
-            &event("task_deleted", &doomed),
-        )
+    let removed = store
+        .remove_task(doomed.id, deletion(Some(1)))
         .await
         .unwrap();
+    assert_eq!(removed, doomed);
     assert_eq!(store.get_task(doomed.id).await.unwrap(), None);
     assert!(store.comments(doomed.id).await.unwrap().is_empty());
     let kept: Vec<String> = store
@@ -416,10 +459,29 @@ async fn deletes_keep_history_and_drop_comments(store: Arc<dyn TaskStore>) {
         .map(|h| h.field)
         .collect();
     assert_eq!(kept, ["created", "deleted"]);
-    let again = store
-        .delete_task(doomed.id, 1, &[], &event("task_deleted", &doomed))
-        .await;
+    let again = store.remove_task(doomed.id, deletion(None)).await;
     assert!(matches!(again, Err(Error::NotFound { .. })), "{again:?}");
+    assert_eq!(
+        store.pending_events(100).await.unwrap().len(),
+        3,
+        "created, commented, deleted"
+    );
+}
+
+/// A deletion that insists on `expected` (when given) as the current version.
+fn deletion(expected: Option<i64>) -> mcp_tasks::store::RemoveEdit {
+    Box::new(move |task: &Task| {
+        if let Some(expected) = expected
+            && expected != task.version
+        {
+            return Err(Error::Conflict {
+                task_id: task.id.to_string(),
+                expected,
+                current: task.version,
+            });
+        }
+        Ok((history("deleted"), event("task_deleted", task)))
+    })
 }
 
 async fn comments_need_an_existing_task(store: Arc<dyn TaskStore>) {
@@ -589,7 +651,7 @@ async fn the_outbox_holds_one_row_per_write_until_published(store: Arc<dyn TaskS
     );
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
     store
-        .mark_published(pending[0].seq, EventId::new(1, 0))
+        .mark_published(&[(pending[0].seq, EventId::new(1, 0))])
         .await
         .unwrap();
     let rest = store.pending_events(10).await.unwrap();
@@ -656,7 +718,8 @@ async fn service_records_history_with_the_actor(store: Arc<dyn TaskStore>) {
     let updated = service
         .update_task(&task.id.to_string(), patch, "agent:cursor", Some(2), None)
         .await
-        .unwrap();
+        .unwrap()
+        .into_task();
     assert_eq!(
         (
             updated.version,
@@ -730,7 +793,7 @@ async fn service_records_history_with_the_actor(store: Arc<dyn TaskStore>) {
         )
         .await
         .unwrap();
-    assert_eq!(same, updated);
+    assert_eq!(same, Modified::Unchanged(updated));
     assert_eq!(
         service
             .get_task_detail(&task.id.to_string())
@@ -1195,4 +1258,79 @@ async fn service_lists_with_filters(store: Arc<dyn TaskStore>) {
         ids(page).into_iter().chain(ids(rest)).collect::<Vec<_>>(),
         [c.id, b.id, a.id]
     );
+}
+
+/// Two processes on one database, each with its own in-process bus: each must publish the
+/// events of its own writes (its subscribers are the ones waiting for them), never the other's.
+async fn each_instance_relays_only_its_own_events(
+    first: Arc<dyn TaskStore>,
+    second: Arc<dyn TaskStore>,
+) {
+    let (service_a, bus_a) = service(first).await;
+    let bus_b = Arc::new(MemoryBus::default());
+    let service_b = TaskService::new(second.clone(), bus_b.clone());
+    let mut heard_a = bus_a.subscribe(EventFilter::all(), None).await.unwrap();
+    let mut heard_b = bus_b.subscribe(EventFilter::all(), None).await.unwrap();
+
+    // B commits a change whose event it has not published yet (as if its bus were down)...
+    let alice = second
+        .find_user("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let pending = task(&alice, "acme/api", "written by b", at(1));
+    second
+        .insert_task(&pending, &[], &event("task_created", &pending))
+        .await
+        .unwrap();
+    // ...then A writes and flushes: A publishes its own event only.
+    service_a
+        .create_task(new_task("written by a"), "a")
+        .await
+        .unwrap();
+    let event = next_event(&mut heard_a).await;
+    assert_eq!(event.actor, "a");
+    let extra = tokio::time::timeout(std::time::Duration::from_millis(50), heard_a.recv()).await;
+    assert!(extra.is_err(), "A published B's event: {extra:?}");
+
+    // B's relay still holds its row and publishes it on B's bus.
+    assert_eq!(service_b.flush_outbox().await.unwrap(), 1);
+    let event = next_event(&mut heard_b).await;
+    assert_eq!(event.subject.get("task_id"), Some(&pending.id.to_string()));
+    assert_eq!(service_a.flush_outbox().await.unwrap(), 0);
+}
+
+async fn service_keeps_the_comment_of_an_update_that_changes_nothing(store: Arc<dyn TaskStore>) {
+    let (service, _bus) = service(store).await;
+    let task = service
+        .create_task(new_task("Fix login"), "agent")
+        .await
+        .unwrap();
+    let id = task.id.to_string();
+    let moved = service
+        .update_status(&id, Status::InProgress, "alice", None)
+        .await
+        .unwrap();
+    let again = service
+        .update_status(
+            &id,
+            Status::InProgress,
+            "alice",
+            Some("still on it, waiting for review"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Modified::Unchanged(moved.into_task()),
+        "no new version"
+    );
+    let detail = service.get_task_detail(&id).await.unwrap();
+    assert_eq!(detail.history.len(), 2, "no history row for a non-change");
+    assert_eq!(detail.comments.len(), 1);
+    assert_eq!(
+        detail.comments[0].comment,
+        "still on it, waiting for review"
+    );
+    assert_eq!(detail.comments[0].author, "alice");
 }

@@ -68,7 +68,9 @@ impl MemoryBus {
             state: Mutex::new(State {
                 last_id: EventId::ZERO,
                 ring: VecDeque::new(),
-                evicted_up_to: None,
+                // The bus knows nothing from before it was made: a cursor from then (say, from
+                // a previous run of the process) has missed events and must resync.
+                evicted_up_to: Some(EventId::new(now_ms(), 0)),
                 subscribers: Vec::new(),
             }),
         }
@@ -89,12 +91,15 @@ impl Default for MemoryBus {
     }
 }
 
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
 #[async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, event: NewEvent) -> Result<Arc<Event>, BusError> {
         let mut state = self.state();
-        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
-        let id = state.last_id.next_after(now_ms);
+        let id = state.last_id.next_after(now_ms());
         state.last_id = id;
         let event = Arc::new(event.into_event(id));
 
@@ -259,6 +264,25 @@ mod tests {
         next_event(&mut slow).await;
         assert_eq!(slow.recv().await, Some(Delivery::Resync));
         assert_eq!(slow.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_from_before_the_bus_existed_gets_resync() {
+        let bus = MemoryBus::default();
+        let before = EventId::new(now_ms().saturating_sub(60_000), 3);
+        let mut sub = bus
+            .subscribe(EventFilter::all(), Some(before))
+            .await
+            .expect("subscribe");
+        assert_eq!(sub.recv().await, Some(Delivery::Resync));
+        // A cursor from this bus's own events resumes normally.
+        let first = bus.publish(ev("a")).await.expect("publish").id;
+        let second = bus.publish(ev("a")).await.expect("publish").id;
+        let mut resumed = bus
+            .subscribe(EventFilter::all(), Some(first))
+            .await
+            .expect("subscribe");
+        assert_eq!(next_event(&mut resumed).await.id, second);
     }
 
     #[tokio::test]

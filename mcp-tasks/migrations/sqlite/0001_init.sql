@@ -62,7 +62,8 @@ CREATE TABLE task_history (
 CREATE INDEX task_history_task_idx ON task_history (task_id, id);
 
 -- The outbox: one row per committed change, written in the change's transaction, and marked
--- with the bus's id once published.
+-- with the bus's id once published. `origin` names the store instance (process) that wrote it,
+-- which is the one that relays it to an in-process bus.
 CREATE TABLE events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     topic        TEXT NOT NULL,
@@ -71,6 +72,7 @@ CREATE TABLE events (
     subject      TEXT NOT NULL,               -- JSON object
     data         TEXT NOT NULL,               -- JSON
     at           INTEGER NOT NULL,
+    origin       TEXT NOT NULL,
     published_id TEXT
 );
-CREATE INDEX events_pending_idx ON events (seq) WHERE published_id IS NULL;
+CREATE INDEX events_pending_idx ON events (origin, seq) WHERE published_id IS NULL;

@@ -8,6 +8,8 @@ pub(crate) const MAX_TITLE: usize = 500;
 pub(crate) const MAX_DESCRIPTION: usize = 20_000;
 pub(crate) const MAX_COMMENT: usize = 10_000;
 const MAX_ACTOR: usize = 255;
+/// The longest id, email or GitHub username worth looking up (an email's limit).
+pub(crate) const MAX_USER_KEY: usize = 254;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid {
@@ -153,25 +155,38 @@ pub(crate) fn repository(value: &str) -> Result<String> {
 }
 
 /// Up to three `(candidate, shown)` pairs close to `given`: a case-insensitive edit distance
-/// of at most a quarter of its length (at least 2), or one containing the other.
+/// of at most a quarter of its length (at least 2), or one containing the other. Each shown
+/// value appears once, closest first.
 pub(crate) fn close_matches<'a>(
     given: &str,
     candidates: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Vec<String> {
     let given = given.to_lowercase();
-    let threshold = (given.chars().count() / 4).max(2);
-    let mut scored: Vec<(usize, &str)> = candidates
-        .filter_map(|(candidate, shown)| {
-            let candidate = candidate.to_lowercase();
-            let distance = edit_distance(&given, &candidate);
-            let contains =
-                given.len() >= 3 && (candidate.contains(&given) || given.contains(&candidate));
-            (distance <= threshold || contains).then_some((distance, shown))
-        })
-        .collect();
-    scored.sort();
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored
+    let given_len = given.chars().count();
+    let threshold = (given_len / 4).max(2);
+    let mut best: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (candidate, shown) in candidates {
+        let candidate = candidate.to_lowercase();
+        let contains = given_len >= 3 && (candidate.contains(&given) || given.contains(&candidate));
+        // Lengths further apart than the threshold cannot be within it: skip the quadratic work.
+        let distance = if given_len.abs_diff(candidate.chars().count()) > threshold {
+            usize::MAX
+        } else {
+            edit_distance(&given, &candidate)
+        };
+        if distance <= threshold || contains {
+            let score = if distance <= threshold {
+                distance
+            } else {
+                threshold + 1
+            };
+            let entry = best.entry(shown).or_insert(score);
+            *entry = (*entry).min(score);
+        }
+    }
+    let mut ranked: Vec<(usize, &str)> = best.into_iter().map(|(shown, d)| (d, shown)).collect();
+    ranked.sort();
+    ranked
         .into_iter()
         .take(3)
         .map(|(_, shown)| shown.to_owned())
@@ -250,6 +265,15 @@ mod tests {
         );
         assert_eq!(close_matches("bob", users.into_iter()), ["bob@example.com"]);
         assert!(close_matches("zed@nowhere.org", users.into_iter()).is_empty());
+        // One user found through two of its names is suggested once.
+        let twice = [
+            ("alice@example.com", "alice@example.com"),
+            ("alice", "alice@example.com"),
+        ];
+        assert_eq!(
+            close_matches("alice@example.co", twice.into_iter()),
+            ["alice@example.com"]
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

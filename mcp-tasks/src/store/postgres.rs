@@ -14,8 +14,8 @@ use sqlx::{
 use uuid::Uuid;
 
 use super::{
-    Modified, OutboxEvent, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite, into_page,
-    is_foreign_key_violation, is_unique_violation,
+    Modified, OutboxEvent, RemoveEdit, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite,
+    into_page, is_foreign_key_violation, is_unique_violation,
 };
 use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
 
@@ -23,6 +23,8 @@ use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// This instance's name in the outbox's `origin` column.
+    origin: String,
 }
 
 fn migrator() -> Migrator {
@@ -43,29 +45,63 @@ const TASK_COLUMNS: &str = "SELECT t.id, t.title, t.description, t.status, t.pri
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names and migrates it.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(PgConnectOptions::from_str(url)?).await
+        Self::connect_with(parse_url(url)?).await
     }
 
-    /// Connects with explicit options (e.g. a `search_path`) and migrates.
-    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+    /// Like [`PostgresStore::connect`], with the store's tables in `schema` (which must exist):
+    /// several stores can share one database, e.g. one per test.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
+        Self::connect_with(parse_url(url)?.options([("search_path", schema)])).await
+    }
+
+    async fn connect_with(options: PgConnectOptions) -> Result<Self> {
         // One direct connection first: a pool would retry until its timeout and then report
         // only that it timed out, hiding why (refused, unknown host, bad password).
-        sqlx::PgConnection::connect_with(&options)
-            .await?
-            .close()
-            .await?;
+        let probe = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| Error::Unavailable(Box::new(e)))?;
+        probe.close().await.map_err(storage)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(Self { pool })
+            .await
+            .map_err(|e| Error::Unavailable(Box::new(e)))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Migration(Box::new(e)))?;
+        Ok(Self {
+            pool,
+            origin: Uuid::now_v7().to_string(),
+        })
+    }
+}
+
+fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    PgConnectOptions::from_str(url).map_err(|e| Error::Invalid {
+        field: "database url",
+        message: e.to_string(),
+    })
+}
+
+fn storage(error: sqlx::Error) -> Error {
+    Error::Storage(Box::new(error))
+}
+
+/// `?` for sqlx results inside this store, without making sqlx part of the crate's API.
+trait Db<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> Db<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self) -> Result<T> {
+        self.map_err(storage)
     }
 }
 
 fn parsed<T: FromStr>(row: &PgRow, column: &str) -> Result<T> {
-    let value: String = row.try_get(column)?;
+    let value: String = row.try_get(column).db()?;
     value
         .parse()
         .map_err(|_| Error::Storage(format!("unexpected value in column {column}").into()))
@@ -73,39 +109,39 @@ fn parsed<T: FromStr>(row: &PgRow, column: &str) -> Result<T> {
 
 fn task_from_row(row: &PgRow) -> Result<Task> {
     Ok(Task {
-        id: row.try_get("id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
+        id: row.try_get("id").db()?,
+        title: row.try_get("title").db()?,
+        description: row.try_get("description").db()?,
         status: parsed(row, "status")?,
         priority: parsed(row, "priority")?,
         complexity: parsed(row, "complexity")?,
-        assignee_id: row.try_get("assignee_id")?,
-        assignee: row.try_get("assignee")?,
-        repository: row.try_get("repository")?,
-        created_by: row.try_get("created_by")?,
-        updated_by: row.try_get("updated_by")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        version: row.try_get("version")?,
+        assignee_id: row.try_get("assignee_id").db()?,
+        assignee: row.try_get("assignee").db()?,
+        repository: row.try_get("repository").db()?,
+        created_by: row.try_get("created_by").db()?,
+        updated_by: row.try_get("updated_by").db()?,
+        created_at: row.try_get("created_at").db()?,
+        updated_at: row.try_get("updated_at").db()?,
+        version: row.try_get("version").db()?,
     })
 }
 
 fn user_from_row(row: &PgRow) -> Result<User> {
     Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        github_username: row.try_get("github_username")?,
-        created_at: row.try_get("created_at")?,
+        id: row.try_get("id").db()?,
+        email: row.try_get("email").db()?,
+        name: row.try_get("name").db()?,
+        github_username: row.try_get("github_username").db()?,
+        created_at: row.try_get("created_at").db()?,
     })
 }
 
 fn repository_from_row(row: &PgRow) -> Result<Repository> {
     Ok(Repository {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        url: row.try_get("url")?,
-        created_at: row.try_get("created_at")?,
+        id: row.try_get("id").db()?,
+        name: row.try_get("name").db()?,
+        url: row.try_get("url").db()?,
+        created_at: row.try_get("created_at").db()?,
     })
 }
 
@@ -127,14 +163,15 @@ async fn insert_history(
         .bind(&entry.comment)
         .bind(entry.at)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     }
     Ok(())
 }
 
-async fn insert_event(conn: &mut PgConnection, event: &NewEvent) -> Result<()> {
+async fn insert_event(conn: &mut PgConnection, origin: &str, event: &NewEvent) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (topic, type, actor, subject, data, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO events (topic, type, actor, subject, data, at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&event.topic)
     .bind(&event.kind)
@@ -142,8 +179,9 @@ async fn insert_event(conn: &mut PgConnection, event: &NewEvent) -> Result<()> {
     .bind(Json(&event.subject))
     .bind(Json(&event.data))
     .bind(event.at)
+    .bind(origin)
     .execute(conn)
-    .await?;
+    .await.db()?;
     Ok(())
 }
 
@@ -160,13 +198,13 @@ async fn conflict_or_missing(conn: &mut PgConnection, id: Uuid, expected: i64) -
                 expected,
                 current,
             },
-            Err(e) => e.into(),
+            Err(e) => storage(e),
         },
         Ok(None) => Error::NotFound {
             kind: "task",
             id: id.to_string(),
         },
-        Err(e) => e.into(),
+        Err(e) => storage(e),
     }
 }
 
@@ -188,7 +226,7 @@ impl TaskStore for PostgresStore {
             Err(e) if is_unique_violation(&e) => Err(Error::AlreadyExists {
                 what: "a user with this email or GitHub username".into(),
             }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage(e)),
         }
     }
 
@@ -201,14 +239,15 @@ impl TaskStore for PostgresStore {
         .bind(id)
         .bind(key)
         .fetch_optional(&self.pool)
-        .await?;
+        .await.db()?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
         let rows = sqlx::query("SELECT * FROM users ORDER BY email")
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -216,21 +255,23 @@ impl TaskStore for PostgresStore {
         let row = sqlx::query("SELECT * FROM repositories WHERE lower(name) = lower($1)")
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(repository_from_row).transpose()
     }
 
     async fn list_repositories(&self) -> Result<Vec<Repository>> {
         let rows = sqlx::query("SELECT * FROM repositories ORDER BY name")
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(repository_from_row).collect()
     }
 
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>> {
         let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
         query.push(" WHERE t.id = ").push_bind(id);
-        let row = query.build().fetch_optional(&self.pool).await?;
+        let row = query.build().fetch_optional(&self.pool).await.db()?;
         row.as_ref().map(task_from_row).transpose()
     }
 
@@ -275,7 +316,7 @@ impl TaskStore for PostgresStore {
         query
             .push(" ORDER BY t.updated_at DESC, t.id DESC LIMIT ")
             .push_bind(i64::from(q.limit) + 1);
-        let rows = query.build().fetch_all(&self.pool).await?;
+        let rows = query.build().fetch_all(&self.pool).await.db()?;
         let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         Ok(into_page(tasks, q.limit))
     }
@@ -286,7 +327,7 @@ impl TaskStore for PostgresStore {
         history: &[HistoryEntry],
         event: &NewEvent,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         sqlx::query(
             "INSERT INTO repositories (id, name, url, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
@@ -295,7 +336,7 @@ impl TaskStore for PostgresStore {
         .bind(format!("https://github.com/{}", task.repository))
         .bind(task.created_at)
         .execute(&mut *tx)
-        .await?;
+        .await.db()?;
         let result = sqlx::query(
             "INSERT INTO tasks (id, title, description, status, priority, complexity, assignee_id, \
              repository_id, created_by, updated_by, created_at, updated_at, version) \
@@ -330,22 +371,22 @@ impl TaskStore for PostgresStore {
                     what: format!("task {}", task.id),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(storage(e)),
         }
         insert_history(&mut tx, task.id, history).await?;
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
+        insert_event(&mut tx, &self.origin, event).await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
         query
             .push(" WHERE t.id = ")
             .push_bind(id)
             .push(" FOR UPDATE OF t");
-        let row = query.build().fetch_optional(&mut *tx).await?;
+        let row = query.build().fetch_optional(&mut *tx).await.db()?;
         let current = row
             .as_ref()
             .map(task_from_row)
@@ -388,39 +429,45 @@ impl TaskStore for PostgresStore {
                     id: task.assignee_id.to_string(),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(storage(e)),
         }
         insert_history(&mut tx, task.id, &history).await?;
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await?;
+        insert_event(&mut tx, &self.origin, &event).await?;
+        tx.commit().await.db()?;
         Ok(Modified::Updated(task))
     }
 
-    async fn delete_task(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        history: &[HistoryEntry],
-        event: &NewEvent,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1 AND version = $2")
+    async fn remove_task(&self, id: Uuid, edit: RemoveEdit) -> Result<Task> {
+        let mut tx = self.pool.begin().await.db()?;
+        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
+        query
+            .push(" WHERE t.id = ")
+            .push_bind(id)
+            .push(" FOR UPDATE OF t");
+        let row = query.build().fetch_optional(&mut *tx).await.db()?;
+        let current = row
+            .as_ref()
+            .map(task_from_row)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound {
+                kind: "task",
+                id: id.to_string(),
+            })?;
+        let (history, event) = edit(&current)?;
+        sqlx::query("DELETE FROM tasks WHERE id = $1 AND version = $2")
             .bind(id)
-            .bind(expected_version)
+            .bind(current.version)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(conflict_or_missing(&mut tx, id, expected_version).await);
-        }
-        insert_history(&mut tx, id, history).await?;
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+            .await
+            .db()?;
+        insert_history(&mut tx, id, &history).await?;
+        insert_event(&mut tx, &self.origin, &event).await?;
+        tx.commit().await.db()?;
+        Ok(current)
     }
 
     async fn insert_comment(&self, comment: &Comment, event: &NewEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.db()?;
         let result = sqlx::query(
             "INSERT INTO task_comments (id, task_id, comment, author, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -439,10 +486,10 @@ impl TaskStore for PostgresStore {
                     id: comment.task_id.to_string(),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(storage(e)),
         }
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
+        insert_event(&mut tx, &self.origin, event).await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
@@ -451,15 +498,16 @@ impl TaskStore for PostgresStore {
             sqlx::query("SELECT * FROM task_comments WHERE task_id = $1 ORDER BY created_at, id")
                 .bind(task_id)
                 .fetch_all(&self.pool)
-                .await?;
+                .await
+                .db()?;
         rows.iter()
             .map(|row| {
                 Ok(Comment {
-                    id: row.try_get("id")?,
-                    task_id: row.try_get("task_id")?,
-                    comment: row.try_get("comment")?,
-                    author: row.try_get("author")?,
-                    created_at: row.try_get("created_at")?,
+                    id: row.try_get("id").db()?,
+                    task_id: row.try_get("task_id").db()?,
+                    comment: row.try_get("comment").db()?,
+                    author: row.try_get("author").db()?,
+                    created_at: row.try_get("created_at").db()?,
                 })
             })
             .collect()
@@ -469,38 +517,42 @@ impl TaskStore for PostgresStore {
         let rows = sqlx::query("SELECT * FROM task_history WHERE task_id = $1 ORDER BY id")
             .bind(task_id)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .db()?;
         rows.iter()
             .map(|row| {
                 Ok(HistoryEntry {
-                    field: row.try_get("field")?,
-                    old_value: row.try_get("old_value")?,
-                    new_value: row.try_get("new_value")?,
-                    actor: row.try_get("actor")?,
-                    comment: row.try_get("comment")?,
-                    at: row.try_get("at")?,
+                    field: row.try_get("field").db()?,
+                    old_value: row.try_get("old_value").db()?,
+                    new_value: row.try_get("new_value").db()?,
+                    actor: row.try_get("actor").db()?,
+                    comment: row.try_get("comment").db()?,
+                    at: row.try_get("at").db()?,
                 })
             })
             .collect()
     }
 
     async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>> {
-        let rows =
-            sqlx::query("SELECT * FROM events WHERE published_id IS NULL ORDER BY seq LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM events WHERE origin = $2 AND published_id IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .bind(&self.origin)
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
         rows.iter()
             .map(|row| {
-                let subject: Json<_> = row.try_get("subject")?;
-                let data: Json<_> = row.try_get("data")?;
-                let at: DateTime<Utc> = row.try_get("at")?;
+                let subject: Json<_> = row.try_get("subject").db()?;
+                let data: Json<_> = row.try_get("data").db()?;
+                let at: DateTime<Utc> = row.try_get("at").db()?;
                 Ok(OutboxEvent {
-                    seq: row.try_get("seq")?,
+                    seq: row.try_get("seq").db()?,
                     event: NewEvent {
-                        topic: row.try_get("topic")?,
-                        kind: row.try_get("type")?,
-                        actor: row.try_get("actor")?,
+                        topic: row.try_get("topic").db()?,
+                        kind: row.try_get("type").db()?,
+                        actor: row.try_get("actor").db()?,
                         subject: subject.0,
                         data: data.0,
                         at,
@@ -510,12 +562,18 @@ impl TaskStore for PostgresStore {
             .collect()
     }
 
-    async fn mark_published(&self, seq: i64, id: EventId) -> Result<()> {
-        sqlx::query("UPDATE events SET published_id = $1 WHERE seq = $2")
-            .bind(id.to_string())
-            .bind(seq)
-            .execute(&self.pool)
-            .await?;
+    async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()> {
+        let seqs: Vec<i64> = published.iter().map(|(seq, _)| *seq).collect();
+        let ids: Vec<String> = published.iter().map(|(_, id)| id.to_string()).collect();
+        sqlx::query(
+            "UPDATE events SET published_id = p.id FROM UNNEST($1::BIGINT[], $2::TEXT[]) AS p(seq, id) \
+             WHERE events.seq = p.seq",
+        )
+        .bind(seqs)
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .db()?;
         Ok(())
     }
 }

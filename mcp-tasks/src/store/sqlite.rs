@@ -26,7 +26,8 @@ use rusqlite::{
 use uuid::Uuid;
 
 use super::{
-    Modified, OutboxEvent, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite, into_page,
+    Modified, OutboxEvent, RemoveEdit, TaskEdit, TaskPage, TaskQuery, TaskStore, TaskWrite,
+    into_page,
 };
 use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
 
@@ -50,6 +51,8 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    /// This instance's name in the outbox's `origin` column.
+    origin: String,
     writer: tokio::sync::Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -118,6 +121,7 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
+                origin: Uuid::now_v7().to_string(),
                 writer: tokio::sync::Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -150,15 +154,22 @@ impl SqliteStore {
 
     /// Runs `f` in a write transaction that takes the write lock up front (`BEGIN IMMEDIATE`),
     /// and commits if it succeeds. Writers in this process queue on the async mutex; another
-    /// process's writer is waited for by SQLite's busy timeout.
+    /// process's writer is waited for by SQLite's busy timeout, during which this thread is
+    /// handed over to tokio's blocking pool (on a multi-threaded runtime) so other tasks run on.
     async fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.inner.writer.lock().await;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(storage)?;
-        Ok(value)
+        let run = move || {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(storage)?;
+            Ok(value)
+        };
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 }
 
@@ -325,14 +336,14 @@ fn insert_history(tx: &Transaction<'_>, task_id: Uuid, history: &[HistoryEntry])
     Ok(())
 }
 
-fn insert_event(tx: &Transaction<'_>, event: &NewEvent) -> Result<()> {
+fn insert_event(tx: &Transaction<'_>, origin: &str, event: &NewEvent) -> Result<()> {
     let subject = serde_json::to_string(&event.subject).map_err(|e| Error::Storage(e.into()))?;
     let data = serde_json::to_string(&event.data).map_err(|e| Error::Storage(e.into()))?;
     tx.prepare_cached(
-        "INSERT INTO events (topic, type, actor, subject, data, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (topic, type, actor, subject, data, at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut statement| {
-        statement.execute(params![event.topic, event.kind, event.actor, subject, data, micros(event.at)])
+        statement.execute(params![event.topic, event.kind, event.actor, subject, data, micros(event.at), origin])
     })
     .map_err(storage)?;
     Ok(())
@@ -388,6 +399,9 @@ impl TaskStore for SqliteStore {
     }
 
     async fn find_user(&self, key: &str) -> Result<Option<User>> {
+        // Ids are stored in canonical form; accept any form a UUID may be written in.
+        let canonical = Uuid::parse_str(key).map(|id| id.to_string());
+        let key = canonical.as_deref().unwrap_or(key);
         self.read(|conn| {
             let sql = "SELECT id, email, name, github_username, created_at FROM users WHERE id = ?1 OR email = lower(?1) OR lower(github_username) = lower(?1) \
                        ORDER BY id = ?1 DESC, email = lower(?1) DESC LIMIT 1";
@@ -534,7 +548,7 @@ impl TaskStore for SqliteStore {
                 Err(e) => return Err(storage(e)),
             }
             insert_history(tx, task.id, history)?;
-            insert_event(tx, event)
+            insert_event(tx, &self.inner.origin, event)
         })
         .await
     }
@@ -572,31 +586,27 @@ impl TaskStore for SqliteStore {
                 Err(e) => return Err(storage(e)),
             }
             insert_history(tx, id, &history)?;
-            insert_event(tx, &event)?;
+            insert_event(tx, &self.inner.origin, &event)?;
             Ok(Modified::Updated(task))
         })
         .await
     }
 
-    async fn delete_task(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        history: &[HistoryEntry],
-        event: &NewEvent,
-    ) -> Result<()> {
+    async fn remove_task(&self, id: Uuid, edit: RemoveEdit) -> Result<Task> {
         self.write(|tx| {
-            let deleted = tx
-                .execute(
-                    "DELETE FROM tasks WHERE id = ?1 AND version = ?2",
-                    params![id.to_string(), expected_version],
-                )
-                .map_err(storage)?;
-            if deleted == 0 {
-                return Err(conflict_or_missing(tx, id, expected_version));
-            }
-            insert_history(tx, id, history)?;
-            insert_event(tx, event)
+            let current = query_task(tx, id)?.ok_or_else(|| Error::NotFound {
+                kind: "task",
+                id: id.to_string(),
+            })?;
+            let (history, event) = edit(&current)?;
+            tx.execute(
+                "DELETE FROM tasks WHERE id = ?1 AND version = ?2",
+                params![id.to_string(), current.version],
+            )
+            .map_err(storage)?;
+            insert_history(tx, id, &history)?;
+            insert_event(tx, &self.inner.origin, &event)?;
+            Ok(current)
         })
         .await
     }
@@ -623,7 +633,7 @@ impl TaskStore for SqliteStore {
                 }
                 Err(e) => return Err(storage(e)),
             }
-            insert_event(tx, event)
+            insert_event(tx, &self.inner.origin, event)
         })
         .await
     }
@@ -663,9 +673,9 @@ impl TaskStore for SqliteStore {
         self.read(|conn| {
             let sql = format!(
                 "SELECT seq, topic, type, actor, subject, data, at FROM events \
-                 WHERE published_id IS NULL ORDER BY seq LIMIT {limit}"
+                 WHERE origin = ?1 AND published_id IS NULL ORDER BY seq LIMIT {limit}"
             );
-            query_all(conn, &sql, [], |row| {
+            query_all(conn, &sql, [&self.inner.origin], |row| {
                 let subject = text(row, 4)?;
                 let data = text(row, 5)?;
                 Ok(OutboxEvent {
@@ -683,13 +693,16 @@ impl TaskStore for SqliteStore {
         })
     }
 
-    async fn mark_published(&self, seq: i64, id: EventId) -> Result<()> {
+    async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE events SET published_id = ?1 WHERE seq = ?2",
-                params![id.to_string(), seq],
-            )
-            .map_err(storage)?;
+            let mut statement = tx
+                .prepare_cached("UPDATE events SET published_id = ?1 WHERE seq = ?2")
+                .map_err(storage)?;
+            for (seq, id) in published {
+                statement
+                    .execute(params![id.to_string(), seq])
+                    .map_err(storage)?;
+            }
             Ok(())
         })
         .await

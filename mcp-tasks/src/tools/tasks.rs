@@ -14,7 +14,7 @@ use crate::{
     Complexity, Error, Priority, Status, Task, TaskDetail,
     server::TasksServer,
     service::{ListTasks, NewTask, TaskPatch},
-    store::StatusFilter,
+    store::{Modified, StatusFilter},
 };
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -29,7 +29,7 @@ pub(crate) struct GetTasksArgs {
     assignee: Option<String>,
     /// Text search.
     query: Option<String>,
-    /// 1-200, default 50.
+    /// 1-200, default 20.
     limit: Option<u32>,
     /// next_cursor of the previous page.
     cursor: Option<String>,
@@ -132,6 +132,22 @@ impl TaskSummary {
 
 fn summary(result: Result<Task, Error>) -> Result<TaskSummary, Error> {
     result.map(|task| TaskSummary::from(&task))
+}
+
+/// The reply to an update, which says so when there was nothing to change.
+fn respond_modified(result: Result<Modified, Error>) -> Result<CallToolResult, McpError> {
+    let changed = matches!(result, Ok(Modified::Updated(_)));
+    let result = result.map(|modified| TaskSummary::from(modified.task()));
+    respond(result, |task| {
+        if changed {
+            format!("Updated {}", task.line())
+        } else {
+            format!(
+                "No change (any comment was added as a comment): {}",
+                task.line()
+            )
+        }
+    })
 }
 
 /// What delete_task removed.
@@ -294,7 +310,7 @@ impl TasksServer {
                 args.comment.as_deref(),
             )
             .await;
-        respond(summary(result), |task| format!("Updated {}", task.line()))
+        respond_modified(result)
     }
 
     #[tool(
@@ -325,7 +341,7 @@ impl TasksServer {
                 args.comment.as_deref(),
             )
             .await;
-        respond(summary(result), |task| format!("Updated {}", task.line()))
+        respond_modified(result)
     }
 
     #[tool(
