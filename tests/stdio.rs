@@ -705,3 +705,50 @@ async fn sigterm_before_initialize_stops_the_server() {
     assert!(status.success(), "{status:?}");
     drop(stdin);
 }
+
+/// The race, through the real server: 50 agents call update_task at once, each with the
+/// version it read. Exactly one wins; the others are told the current version; the history
+/// holds exactly the winner's change.
+#[tokio::test]
+async fn fifty_concurrent_update_task_calls_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _updates) = connect(&dir.path().join("tasks.db")).await;
+    ok(&client, "add_user", json!({"email": "alice@example.com"})).await;
+    let task = ok(&client, "create_task", json!({"title": "contended", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api"})).await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let version = task["version"].as_i64().unwrap();
+
+    let calls = (0..50).map(|i| {
+        let peer = client.peer().clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let Value::Object(arguments) = json!({"task_id": id, "title": format!("writer {i}"), "expected_version": version, "updated_by": format!("agent-{i}")}) else { unreachable!() };
+            peer.call_tool(CallToolRequestParams::new("update_task").with_arguments(arguments)).await.unwrap()
+        })
+    }).collect::<Vec<_>>();
+    let mut winners = 0;
+    for call in calls {
+        let result = call.await.unwrap();
+        if result.is_error == Some(true) {
+            let message = text(&result);
+            assert!(
+                message.contains(&format!("the current version is {}", version + 1)),
+                "{message}"
+            );
+        } else {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    let detail = ok(&client, "get_task", json!({"task_id": id})).await;
+    assert_eq!(detail["task"]["version"], version + 1);
+    let titles: Vec<&Value> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["field"] == "title")
+        .collect();
+    assert_eq!(titles.len(), 1, "one history row, the winner's");
+    assert_eq!(titles[0]["new_value"], detail["task"]["title"]);
+    client.cancel().await.unwrap();
+}
