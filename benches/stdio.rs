@@ -260,27 +260,24 @@ fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// `concurrency` callers, each issuing its next call when the previous one is answered, for
-/// `duration`.
-async fn load(
-    peer: &Peer<RoleClient>,
-    tool: &'static str,
-    concurrency: usize,
-    duration: Duration,
-    args: impl Fn(u64) -> Value + Send + Sync + Clone + 'static,
-) -> anyhow::Result<Row> {
+/// `concurrency` callers, each issuing its next call (`call(i)`) when the previous one is
+/// answered, for `duration`.
+async fn measure<F, Fut>(concurrency: usize, duration: Duration, call: F) -> anyhow::Result<Row>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = Vec::new();
     for worker in 0..concurrency {
-        let peer = peer.clone();
-        let args = args.clone();
+        let call = call.clone();
         workers.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3)?;
             let mut i = worker as u64 * 1_000_000;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                call(&peer, tool, args(i)).await?;
+                call(i).await?;
                 histogram.record(sent.elapsed().as_micros() as u64)?;
                 i += 1;
             }
@@ -296,6 +293,23 @@ async fn load(
         elapsed: started.elapsed(),
         histogram,
     })
+}
+
+/// [`measure`] with rmcp's client.
+async fn load(
+    peer: &Peer<RoleClient>,
+    tool: &'static str,
+    concurrency: usize,
+    duration: Duration,
+    args: impl Fn(u64) -> Value + Send + Sync + Clone + 'static,
+) -> anyhow::Result<Row> {
+    let peer = peer.clone();
+    measure(concurrency, duration, move |i| {
+        let peer = peer.clone();
+        let args = args(i);
+        async move { call(&peer, tool, args).await }
+    })
+    .await
 }
 
 /// A JSON-RPC client that writes request lines and matches response lines by id, and parses
@@ -390,30 +404,13 @@ impl RawClient {
         duration: Duration,
     ) -> anyhow::Result<Row> {
         self.call(tool, args).await?;
-        let started = Instant::now();
-        let deadline = started + duration;
-        let mut workers = Vec::new();
-        for _ in 0..concurrency {
-            let client = self.clone();
+        let client = self.clone();
+        let args = args.clone();
+        measure(concurrency, duration, move |_| {
+            let client = client.clone();
             let args = args.clone();
-            workers.push(tokio::spawn(async move {
-                let mut histogram = Histogram::<u64>::new(3)?;
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    client.call(tool, &args).await?;
-                    histogram.record(sent.elapsed().as_micros() as u64)?;
-                }
-                anyhow::Ok(histogram)
-            }));
-        }
-        let mut histogram = Histogram::<u64>::new(3)?;
-        for worker in workers {
-            histogram.add(worker.await??)?;
-        }
-        Ok(Row {
-            calls: histogram.len(),
-            elapsed: started.elapsed(),
-            histogram,
+            async move { client.call(tool, &args).await }
         })
+        .await
     }
 }

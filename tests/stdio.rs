@@ -105,6 +105,14 @@ fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
+/// The URI of the next `notifications/resources/updated`.
+async fn next_update(updates: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, updates.recv())
+        .await
+        .expect("a notification within the wait")
+        .expect("the client is still connected")
+}
+
 fn ids(listing: &Value) -> Vec<String> {
     listing["tasks"]
         .as_array()
@@ -247,10 +255,7 @@ async fn an_agent_manages_tasks_end_to_end() {
         "task_id": login_id, "new_status": "in_progress", "updated_by": "agent:claude", "comment": "reproduced locally"
     })).await;
     assert_eq!(moved["version"], 2);
-    let notified = tokio::time::timeout(WAIT, updates.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let notified = next_update(&mut updates).await;
     assert_eq!(notified, uri);
     // A change to another task does not notify this subscription.
     ok(
@@ -265,13 +270,7 @@ async fn an_agent_manages_tasks_end_to_end() {
         json!({"task_id": login_id, "comment": "fix is in PR 12"}),
     )
     .await;
-    assert_eq!(
-        tokio::time::timeout(WAIT, updates.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        uri
-    );
+    assert_eq!(next_update(&mut updates).await, uri);
 
     // "Show me its history."
     let detail = ok(&client, "get_task", json!({"task_id": login_id})).await;
@@ -295,13 +294,7 @@ async fn an_agent_manages_tasks_end_to_end() {
         ),
         (Some("urgent"), Some("bob@example.com"), Some(3))
     );
-    assert_eq!(
-        tokio::time::timeout(WAIT, updates.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        uri
-    );
+    assert_eq!(next_update(&mut updates).await, uri);
 
     #[allow(deprecated)]
     client
@@ -337,13 +330,7 @@ async fn an_agent_manages_tasks_end_to_end() {
         json!({"task_id": login_id, "complexity": "high"}),
     )
     .await;
-    assert_eq!(
-        tokio::time::timeout(WAIT, updates.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        shouted
-    );
+    assert_eq!(next_update(&mut updates).await, shouted);
     assert!(
         updates.try_recv().is_err(),
         "one notification per change to a subscribed task, none from the unsubscribed one"

@@ -185,6 +185,23 @@ async fn insert_event(conn: &mut PgConnection, origin: &str, event: &NewEvent) -
     Ok(())
 }
 
+/// Reads a task and locks its row until the transaction ends; [`Error::NotFound`] if missing.
+async fn lock_task(conn: &mut PgConnection, id: Uuid) -> Result<Task> {
+    let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
+    query
+        .push(" WHERE t.id = ")
+        .push_bind(id)
+        .push(" FOR UPDATE OF t");
+    let row = query.build().fetch_optional(conn).await.db()?;
+    row.as_ref()
+        .map(task_from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "task",
+            id: id.to_string(),
+        })
+}
+
 /// Why a conditional write touched no row: the task is gone, or its version moved on.
 async fn conflict_or_missing(conn: &mut PgConnection, id: Uuid, expected: i64) -> Error {
     let current = sqlx::query("SELECT version FROM tasks WHERE id = $1")
@@ -381,20 +398,7 @@ impl TaskStore for PostgresStore {
 
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
         let mut tx = self.pool.begin().await.db()?;
-        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
-        query
-            .push(" WHERE t.id = ")
-            .push_bind(id)
-            .push(" FOR UPDATE OF t");
-        let row = query.build().fetch_optional(&mut *tx).await.db()?;
-        let current = row
-            .as_ref()
-            .map(task_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound {
-                kind: "task",
-                id: id.to_string(),
-            })?;
+        let current = lock_task(&mut tx, id).await?;
         let Some(TaskWrite {
             task,
             history,
@@ -439,20 +443,7 @@ impl TaskStore for PostgresStore {
 
     async fn remove_task(&self, id: Uuid, edit: RemoveEdit) -> Result<Task> {
         let mut tx = self.pool.begin().await.db()?;
-        let mut query = QueryBuilder::<Postgres>::new(TASK_COLUMNS);
-        query
-            .push(" WHERE t.id = ")
-            .push_bind(id)
-            .push(" FOR UPDATE OF t");
-        let row = query.build().fetch_optional(&mut *tx).await.db()?;
-        let current = row
-            .as_ref()
-            .map(task_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound {
-                kind: "task",
-                id: id.to_string(),
-            })?;
+        let current = lock_task(&mut tx, id).await?;
         let (history, event) = edit(&current)?;
         sqlx::query("DELETE FROM tasks WHERE id = $1 AND version = $2")
             .bind(id)

@@ -313,6 +313,14 @@ fn query_task(conn: &Connection, id: Uuid) -> Result<Option<Task>> {
     Ok(query_all(conn, &sql, [id.to_string()], task_from_row)?.pop())
 }
 
+/// A task that must exist: [`Error::NotFound`] otherwise.
+fn existing_task(conn: &Connection, id: Uuid) -> Result<Task> {
+    query_task(conn, id)?.ok_or_else(|| Error::NotFound {
+        kind: "task",
+        id: id.to_string(),
+    })
+}
+
 fn insert_history(tx: &Transaction<'_>, task_id: Uuid, history: &[HistoryEntry]) -> Result<()> {
     let mut statement = tx
         .prepare_cached(
@@ -555,10 +563,7 @@ impl TaskStore for SqliteStore {
 
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
         self.write(|tx| {
-            let current = query_task(tx, id)?.ok_or_else(|| Error::NotFound {
-                kind: "task",
-                id: id.to_string(),
-            })?;
+            let current = existing_task(tx, id)?;
             let Some(TaskWrite { task, history, event }) = edit(&current)? else {
                 return Ok(Modified::Unchanged(current));
             };
@@ -594,10 +599,7 @@ impl TaskStore for SqliteStore {
 
     async fn remove_task(&self, id: Uuid, edit: RemoveEdit) -> Result<Task> {
         self.write(|tx| {
-            let current = query_task(tx, id)?.ok_or_else(|| Error::NotFound {
-                kind: "task",
-                id: id.to_string(),
-            })?;
+            let current = existing_task(tx, id)?;
             let (history, event) = edit(&current)?;
             tx.execute(
                 "DELETE FROM tasks WHERE id = ?1 AND version = ?2",
