@@ -1,9 +1,10 @@
 //! The `EventBus` seam: publish an event, subscribe with a filter and an optional resume cursor.
 
 pub(crate) mod memory;
+pub(crate) mod redis;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -111,19 +112,31 @@ pub enum Delivery {
 }
 
 /// A live subscription. Dropping it unsubscribes.
+///
+/// Deliveries come in id order: first what the bus replayed after the resume cursor, then live
+/// events. An event whose id is not newer than the last one delivered is dropped, so a bus may
+/// hand the same event to a subscription twice (say, once in the replay and once live) safely.
 #[derive(Debug)]
 pub struct Subscription {
+    backlog: VecDeque<Delivery>,
     rx: mpsc::Receiver<Delivery>,
     overflowed: Arc<AtomicBool>,
     resync_reported: bool,
+    last: Option<EventId>,
 }
 
 impl Subscription {
-    pub(crate) fn new(rx: mpsc::Receiver<Delivery>, overflowed: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        backlog: VecDeque<Delivery>,
+        rx: mpsc::Receiver<Delivery>,
+        overflowed: Arc<AtomicBool>,
+    ) -> Self {
         Self {
+            backlog,
             rx,
             overflowed,
             resync_reported: false,
+            last: None,
         }
     }
 
@@ -131,14 +144,86 @@ impl Subscription {
     /// that could not keep up receives what was queued, then one [`Delivery::Resync`], then
     /// `None`: it should reload and subscribe again.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        match self.rx.recv().await {
-            Some(delivery) => Some(delivery),
-            None if !self.resync_reported && self.overflowed.load(Ordering::Acquire) => {
-                self.resync_reported = true;
-                Some(Delivery::Resync)
+        loop {
+            let delivery = match self.backlog.pop_front() {
+                Some(delivery) => delivery,
+                None => match self.rx.recv().await {
+                    Some(delivery) => delivery,
+                    None if !self.resync_reported && self.overflowed.load(Ordering::Acquire) => {
+                        self.resync_reported = true;
+                        return Some(Delivery::Resync);
+                    }
+                    None => return None,
+                },
+            };
+            if let Delivery::Event(event) = &delivery {
+                if self.last.is_some_and(|last| event.id <= last) {
+                    continue;
+                }
+                self.last = Some(event.id);
             }
-            None => None,
+            return Some(delivery);
         }
+    }
+}
+
+/// The local subscribers of a bus and the delivery of one event to them.
+#[derive(Debug, Default)]
+pub(crate) struct Fanout {
+    subscribers: Vec<Subscriber>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    filter: EventFilter,
+    tx: mpsc::Sender<Delivery>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Fanout {
+    /// Registers a subscriber whose queue holds `capacity` deliveries, and returns its ends.
+    pub(crate) fn add(
+        &mut self,
+        filter: EventFilter,
+        capacity: usize,
+    ) -> (mpsc::Receiver<Delivery>, Arc<AtomicBool>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let overflowed = Arc::new(AtomicBool::new(false));
+        self.subscribers.push(Subscriber {
+            filter,
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        (rx, overflowed)
+    }
+
+    /// Hands `event` to every matching subscriber without waiting: one whose queue is full is
+    /// cut off (it gets `Resync`), one that has gone away is forgotten.
+    pub(crate) fn deliver(&mut self, event: &Arc<Event>) {
+        self.subscribers.retain(|sub| {
+            if !sub.filter.matches(event) {
+                return !sub.tx.is_closed();
+            }
+            match sub.tx.try_send(Delivery::Event(event.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.overflowed.store(true, Ordering::Release);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Tells every subscriber that events may have been missed.
+    pub(crate) fn resync_all(&mut self) {
+        self.subscribers
+            .retain(|sub| sub.tx.try_send(Delivery::Resync).is_ok());
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.subscribers.len()
     }
 }
 

@@ -6,5 +6,6 @@ mod bus;
 mod event;
 
 pub use bus::memory::MemoryBusConfig;
+pub use bus::redis::{RedisBus, RedisBusConfig};
 pub use bus::{BusError, Delivery, EventBus, EventFilter, Subscription, memory::MemoryBus};
 pub use event::{Event, EventId, NewEvent, ParseEventIdError};

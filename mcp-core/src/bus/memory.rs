@@ -2,18 +2,13 @@
 
 use std::{
     collections::VecDeque,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
 };
 
+use super::{BusError, Delivery, EventBus, EventFilter, Fanout, Subscription};
+use crate::{Event, EventId, NewEvent};
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::mpsc;
-
-use super::{BusError, Delivery, EventBus, EventFilter, Subscription};
-use crate::{Event, EventId, NewEvent};
 
 /// Sizes of a [`MemoryBus`].
 #[derive(Debug, Clone, Copy)]
@@ -48,14 +43,7 @@ struct State {
     /// The id of the newest event dropped from the ring, if any: a cursor older than this has
     /// missed events the bus can no longer replay.
     evicted_up_to: Option<EventId>,
-    subscribers: Vec<Subscriber>,
-}
-
-#[derive(Debug)]
-struct Subscriber {
-    filter: EventFilter,
-    tx: mpsc::Sender<Delivery>,
-    overflowed: Arc<AtomicBool>,
+    subscribers: Fanout,
 }
 
 impl MemoryBus {
@@ -71,7 +59,7 @@ impl MemoryBus {
                 // The bus knows nothing from before it was made: a cursor from then (say, from
                 // a previous run of the process) has missed events and must resync.
                 evicted_up_to: Some(EventId::new(now_ms(), 0)),
-                subscribers: Vec::new(),
+                subscribers: Fanout::default(),
             }),
         }
     }
@@ -114,19 +102,7 @@ impl EventBus for MemoryBus {
             state.evicted_up_to = Some(id);
         }
 
-        state.subscribers.retain(|sub| {
-            if !sub.filter.matches(&event) {
-                return !sub.tx.is_closed();
-            }
-            match sub.tx.try_send(Delivery::Event(event.clone())) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sub.overflowed.store(true, Ordering::Release);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+        state.subscribers.deliver(&event);
         Ok(event)
     }
 
@@ -136,10 +112,10 @@ impl EventBus for MemoryBus {
         after: Option<EventId>,
     ) -> Result<Subscription, BusError> {
         let mut state = self.state();
-        let mut backlog: Vec<Delivery> = Vec::new();
+        let mut backlog = VecDeque::new();
         if let Some(cursor) = after {
             if state.evicted_up_to.is_some_and(|evicted| cursor < evicted) {
-                backlog.push(Delivery::Resync);
+                backlog.push_back(Delivery::Resync);
             } else {
                 backlog.extend(
                     state
@@ -150,20 +126,11 @@ impl EventBus for MemoryBus {
                 );
             }
         }
-        // The channel must hold the whole backlog, or the replay itself would overflow it.
-        let capacity = self.config.subscriber_capacity.max(backlog.len() + 1);
-        let (tx, rx) = mpsc::channel(capacity);
-        for delivery in backlog {
-            // Cannot fail: the receiver is alive and the channel has room for the backlog.
-            let _ = tx.try_send(delivery);
-        }
-        let overflowed = Arc::new(AtomicBool::new(false));
-        state.subscribers.push(Subscriber {
-            filter,
-            tx,
-            overflowed: overflowed.clone(),
-        });
-        Ok(Subscription::new(rx, overflowed))
+        // Registered under the same lock as the replay was read: nothing falls in between.
+        let (rx, overflowed) = state
+            .subscribers
+            .add(filter, self.config.subscriber_capacity);
+        Ok(Subscription::new(backlog, rx, overflowed))
     }
 }
 
@@ -294,6 +261,6 @@ mod tests {
             .expect("subscribe");
         drop(sub);
         bus.publish(ev("a")).await.expect("publish");
-        assert!(bus.state().subscribers.is_empty());
+        assert_eq!(bus.state().subscribers.len(), 0);
     }
 }
