@@ -1,12 +1,12 @@
 //! `mcp-tasks`: the task server for MCP clients. Parses flags, opens the store, installs
 //! logging on stderr and serves.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use mcp_core::MemoryBus;
-use mcp_tasks::{Ended, TaskService, TaskStore, store::SqliteStore};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use mcp_core::{EventBus, MemoryBus, RedisBus, RedisBusConfig};
+use mcp_tasks::{Ended, HttpConfig, TaskService, TaskStore, store::SqliteStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,10 +23,34 @@ struct Cli {
 enum Command {
     /// Serve one MCP client on stdin/stdout (the entry of a Claude, Cursor or Claude Code config).
     Stdio {
-        /// sqlite:PATH or postgres://…; default: a SQLite file in your data directory.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        backend: Backend,
     },
+    /// Serve MCP over Streamable HTTP at /mcp, with /healthz and /readyz.
+    Serve {
+        #[command(flatten)]
+        backend: Backend,
+        /// Address to listen on. Only loopback addresses until authentication lands.
+        #[arg(long, env = "MCP_TASKS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A browser origin allowed to call /mcp (repeatable), e.g. http://localhost:3000.
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
+        /// A Host name /mcp answers besides localhost (repeatable).
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
+    },
+}
+
+/// Where tasks are stored and how their events travel.
+#[derive(Debug, Args)]
+struct Backend {
+    /// sqlite:PATH or postgres://…; default: a SQLite file in your data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// redis://… to share events with other instances through Redis Streams; default: in-process.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,25 +68,81 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Stdio { database_url } => runtime.block_on(stdio(database_url)),
+        Command::Stdio { backend } => runtime.block_on(stdio(backend)),
+        Command::Serve {
+            backend,
+            listen,
+            allowed_origins,
+            allowed_hosts,
+        } => runtime.block_on(serve(
+            backend,
+            listen,
+            HttpConfig {
+                allowed_hosts,
+                allowed_origins,
+            },
+        )),
     }
 }
 
-async fn stdio(database_url: Option<String>) -> anyhow::Result<()> {
+async fn stdio(backend: Backend) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let store = open_store(database_url).await?;
-    let service = Arc::new(TaskService::new(store, Arc::new(MemoryBus::default())));
-    // Events committed by an earlier run that never reached the bus go out now.
-    service
-        .flush_outbox()
-        .await
-        .context("publishing pending events")?;
-    match mcp_tasks::serve_stdio(service, shutdown).await? {
+    let service = open_service(backend).await?;
+    // Retries events the bus refused (say, Redis was down) until the session ends.
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn({
+        let service = service.clone();
+        async move {
+            service
+                .relay_until(Duration::from_secs(1), async move {
+                    let _ = relay_stopped.await;
+                })
+                .await;
+        }
+    });
+    let ended = mcp_tasks::serve_stdio(service, shutdown).await;
+    let _ = stop_relay.send(());
+    let _ = relay.await;
+    match ended? {
         Ended::InputClosed => tracing::info!("client closed stdin; exiting"),
         Ended::ShutDown => tracing::info!("signal received; exiting"),
         _ => {}
     }
     Ok(())
+}
+
+async fn serve(backend: Backend, listen: SocketAddr, config: HttpConfig) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {listen}: authentication is not implemented yet, so only loopback \
+             addresses are allowed (use 127.0.0.1 or ::1)"
+        );
+    }
+    let shutdown = shutdown_signal();
+    let service = open_service(backend).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %bound, "listening; MCP at http://{bound}/mcp");
+    mcp_tasks::serve_http(service, listener, config, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn open_service(backend: Backend) -> anyhow::Result<Arc<TaskService>> {
+    let store = open_store(backend.database_url).await?;
+    let bus: Arc<dyn EventBus> = match backend.redis_url {
+        Some(url) => {
+            tracing::info!(redis = %redact(&url), "sharing events through Redis Streams");
+            let bus = RedisBus::connect(RedisBusConfig::new(url.clone()))
+                .await
+                .with_context(|| format!("connecting to {}", redact(&url)))?;
+            Arc::new(bus)
+        }
+        None => Arc::new(MemoryBus::default()),
+    };
+    Ok(Arc::new(TaskService::new(store, bus)))
 }
 
 async fn open_store(database_url: Option<String>) -> anyhow::Result<Arc<dyn TaskStore>> {

@@ -4,6 +4,7 @@
 
 mod domain;
 mod error;
+mod http;
 mod server;
 mod stdio;
 pub mod store;
@@ -15,6 +16,7 @@ pub use domain::{
 pub use error::{BoxError, Error, Result};
 pub use store::TaskStore;
 pub mod service;
+pub use http::{HttpConfig, http_router, serve_http};
 pub use server::TasksServer;
 pub use service::TaskService;
 pub use stdio::{Ended, serve_stdio};

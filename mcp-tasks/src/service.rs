@@ -497,6 +497,32 @@ impl TaskService {
         }
     }
 
+    /// Keeps the outbox moving: every `interval`, publishes what earlier flushes could not
+    /// (the bus was down), until `shutdown` completes; then flushes one last time.
+    pub async fn relay_until(
+        &self,
+        interval: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticks.tick() => {}
+            }
+            match self.flush_outbox().await {
+                Ok(0) => {}
+                Ok(published) => tracing::info!(published, "published events that were waiting"),
+                Err(error) => tracing::debug!(%error, "events still waiting for the bus"),
+            }
+        }
+        if let Err(error) = self.flush_outbox().await {
+            tracing::warn!(%error, "events left unpublished in the outbox at shutdown");
+        }
+    }
+
     async fn publish_pending(&self) {
         if let Err(error) = self.flush_outbox().await {
             // The change is committed; its event waits in the outbox for the next flush.

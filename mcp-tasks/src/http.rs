@@ -1,0 +1,106 @@
+//! The task service over HTTP: MCP Streamable HTTP at `/mcp`, plus `/healthz` and `/readyz`.
+//! (REST, SSE, auth and metrics come next; see issue 3.)
+
+use std::{future::Future, sync::Arc};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get, serve::ListenerExt};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result, TaskService, TasksServer, service::ListTasks};
+
+/// What the HTTP front door accepts.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// Extra `Host` names for `/mcp` beyond the loopback ones (rmcp refuses others, against DNS
+    /// rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call `/mcp`. Requests with any other `Origin` are refused;
+    /// requests without one (non-browser clients) are served.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The routes, for serving or for mounting inside another axum app. `shutdown` ends the MCP
+/// sessions' streams when cancelled.
+pub fn http_router(
+    service: Arc<TaskService>,
+    config: &HttpConfig,
+    shutdown: CancellationToken,
+) -> Router {
+    let mut allowed_hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    allowed_hosts.extend(config.allowed_hosts.iter().cloned());
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(allowed_hosts)
+        .with_allowed_origins(config.allowed_origins.iter().cloned())
+        .enforce_origin_validation()
+        .with_cancellation_token(shutdown);
+    let sessions = service.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(TasksServer::new(sessions.clone())),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(service)
+        .nest_service("/mcp", mcp)
+}
+
+/// Ready when the store answers a query.
+async fn ready(State(service): State<Arc<TaskService>>) -> (StatusCode, &'static str) {
+    let probe = ListTasks {
+        limit: Some(1),
+        ..ListTasks::default()
+    };
+    match service.list_tasks(probe).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes: then stops accepting, ends MCP streams,
+/// lets in-flight requests finish, and flushes the outbox. Every accepted connection has
+/// `TCP_NODELAY` set (rmcp streams its responses; with Nagle on, each call waits on a delayed
+/// ACK: 44 ms p50 instead of ~1 ms).
+pub async fn serve_http(
+    service: Arc<TaskService>,
+    listener: tokio::net::TcpListener,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let stop = CancellationToken::new();
+    let app = http_router(service.clone(), &config, stop.clone());
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let relay_stop = stop.clone();
+    let relay_service = service.clone();
+    let relay = tokio::spawn(async move {
+        relay_service
+            .relay_until(
+                std::time::Duration::from_secs(1),
+                relay_stop.cancelled_owned(),
+            )
+            .await;
+    });
+    let stopping = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+        })
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    stop.cancel();
+    // The relay's last act is a final flush of the outbox.
+    let _ = relay.await;
+    Ok(())
+}

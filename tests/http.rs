@@ -1,0 +1,298 @@
+//! End to end over HTTP: spawn the built `mcp-tasks serve` and talk to it with rmcp's
+//! Streamable HTTP client and with raw HTTP.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test here.
+
+use std::{process::Stdio, time::Duration};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+        ResourceUpdatedNotificationParam, SubscribeRequestParams,
+    },
+    service::{NotificationContext, RunningService},
+    transport::StreamableHttpClientTransport,
+};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    sync::mpsc,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `mcp-tasks serve` and the address it bound.
+struct Server {
+    child: tokio::process::Child,
+    address: String,
+}
+
+async fn spawn_serve(args: &[&str]) -> Server {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-tasks"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("MCP_TASKS_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        let line = line.expect("the server exited before listening");
+        if let Some(rest) = line.split_once("address=").map(|(_, rest)| rest) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Server { child, address }
+}
+
+impl Server {
+    fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.address)
+    }
+
+    async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// One raw HTTP/1.1 request; returns the status code and the body.
+async fn http(address: &str, request: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[derive(Clone)]
+struct Agent {
+    updates: mpsc::UnboundedSender<String>,
+}
+
+impl ClientHandler for Agent {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("e2e-http", "1"),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.updates.send(params.uri);
+    }
+}
+
+async fn connect(
+    url: &str,
+) -> (
+    RunningService<RoleClient, Agent>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Agent { updates: tx }
+        .serve(StreamableHttpClientTransport::from_uri(url))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
+async fn ok(
+    client: &RunningService<RoleClient, Agent>,
+    tool: &'static str,
+    arguments: Value,
+) -> Value {
+    let Value::Object(arguments) = arguments else {
+        panic!("object")
+    };
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{tool}: {:?}", result.content);
+    result.structured_content.unwrap()
+}
+
+#[tokio::test]
+async fn mcp_over_http_with_health_and_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let server = spawn_serve(&["--database-url", &db]).await;
+
+    let (status, body) = http(
+        &server.address,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, _) = http(
+        &server.address,
+        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (client, mut updates) = connect(&server.mcp_url()).await;
+    ok(&client, "add_user", json!({"email": "alice@example.com"})).await;
+    let task = ok(&client, "create_task", json!({"title": "over http", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api"})).await;
+    let uri = format!("task://{}", task["id"].as_str().unwrap());
+    #[allow(deprecated)] // resources/subscribe is how initialize-era clients subscribe.
+    client
+        .subscribe(SubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    ok(
+        &client,
+        "update_task_status",
+        json!({"task_id": task["id"], "new_status": "in_progress", "updated_by": "alice"}),
+    )
+    .await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, updates.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        uri
+    );
+    let listed = ok(&client, "get_tasks", json!({"status": "open"})).await;
+    assert_eq!(listed["tasks"][0]["status"], "in_progress");
+
+    let status = server.stop().await;
+    assert!(status.success(), "graceful stop on SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn a_foreign_browser_origin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let server = spawn_serve(&[
+        "--database-url",
+        &db,
+        "--allowed-origin",
+        "http://localhost:3000",
+    ])
+    .await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let request = |origin: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (status, _) = http(&server.address, &request("http://evil.example")).await;
+    assert_eq!(status, 403);
+    let (status, response) = http(&server.address, &request("http://localhost:3000")).await;
+    assert_eq!(status, 200, "{response}");
+    assert!(response.contains("switchboard-tasks"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_is_refused_without_auth() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-tasks"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to listen on 0.0.0.0"), "{stderr}");
+}
+
+/// Two instances sharing PostgreSQL and Redis, as behind a load balancer: a change made through
+/// A reaches a client subscribed on B, through the outbox and Redis Streams.
+#[tokio::test]
+async fn two_instances_share_postgres_and_redis() {
+    let (Ok(database), Ok(redis_url)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "TEST_DATABASE_URL and TEST_REDIS_URL must be set in CI"
+        );
+        eprintln!("skipped: TEST_DATABASE_URL or TEST_REDIS_URL is not set");
+        return;
+    };
+    use sqlx::{Connection, Executor};
+    let schema = format!(
+        "http_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .unwrap();
+    let separator = if database.contains('?') { '&' } else { '?' };
+    let scoped = format!("{database}{separator}options[search_path]={schema}");
+
+    let a = spawn_serve(&["--database-url", &scoped, "--redis-url", &redis_url]).await;
+    let b = spawn_serve(&["--database-url", &scoped, "--redis-url", &redis_url]).await;
+    let (on_a, _) = connect(&a.mcp_url()).await;
+    let (on_b, mut updates_on_b) = connect(&b.mcp_url()).await;
+    ok(&on_a, "add_user", json!({"email": "alice@example.com"})).await;
+    let task = ok(&on_a, "create_task", json!({"title": "shared", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api"})).await;
+    let uri = format!("task://{}", task["id"].as_str().unwrap());
+    // B sees A's write (same database)...
+    let listed = ok(&on_b, "get_tasks", json!({})).await;
+    assert_eq!(listed["tasks"][0]["id"], task["id"]);
+    // ...and hears of A's changes (Redis).
+    #[allow(deprecated)]
+    on_b.subscribe(SubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    ok(&on_a, "update_task_status", json!({"task_id": task["id"], "new_status": "blocked", "updated_by": "alice", "comment": "waiting on infra"})).await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, updates_on_b.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        uri
+    );
+
+    assert!(a.stop().await.success());
+    assert!(b.stop().await.success());
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .unwrap();
+}
