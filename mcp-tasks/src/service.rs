@@ -86,6 +86,9 @@ pub struct TaskService {
     bus: Arc<dyn EventBus>,
     /// Serialises outbox publishing so events reach the bus in commit order.
     relay: tokio::sync::Mutex<()>,
+    /// Set when the bus refused an event: writes then leave publishing to the relay loop
+    /// instead of each waiting on a bus that is down; the loop clears it when the bus is back.
+    bus_failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -100,6 +103,7 @@ impl TaskService {
             store,
             bus,
             relay: tokio::sync::Mutex::new(()),
+            bus_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -491,6 +495,8 @@ impl TaskService {
             // Record what did go out before reporting a failure, so it is not sent twice.
             self.store.mark_published(&marks).await?;
             published += marks.len();
+            self.bus_failing
+                .store(failure.is_some(), std::sync::atomic::Ordering::Relaxed);
             if let Some(error) = failure {
                 return Err(error.into());
             }
@@ -524,6 +530,10 @@ impl TaskService {
     }
 
     async fn publish_pending(&self) {
+        if self.bus_failing.load(std::sync::atomic::Ordering::Relaxed) {
+            // The relay loop retries; this write need not wait on a bus that is down.
+            return;
+        }
         if let Err(error) = self.flush_outbox().await {
             // The change is committed; its event waits in the outbox for the next flush.
             tracing::warn!(%error, "events not published yet");
