@@ -412,3 +412,341 @@ async fn a_redis_outage_delays_events_but_loses_none() {
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
 }
+
+/// A raw HTTP exchange with headers: the status, the response headers (lower-case names) and
+/// the body parsed as JSON (`Null` when empty).
+async fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, std::collections::HashMap<String, String>, Value) {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or_default());
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+        .collect();
+    let body = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    (status, headers, body)
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error body: {body}"))
+}
+
+/// Every REST endpoint, and every error status it can give for bad input.
+#[tokio::test]
+async fn rest_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let server = spawn_serve(&["--database-url", &db]).await;
+    let at = server.address.clone();
+
+    // Users and repositories.
+    let (status, _, alice) = call(
+        &at,
+        "POST",
+        "/api/users",
+        &[],
+        Some(r#"{"email":"alice@example.com","github_username":"alice"}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(alice["email"], "alice@example.com");
+    let (status, _, body) = call(
+        &at,
+        "POST",
+        "/api/users",
+        &[],
+        Some(r#"{"email":"ALICE@example.com"}"#),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (409, "already_exists"));
+    let (status, _, users) = call(&at, "GET", "/api/users", &[], None).await;
+    assert_eq!((status, users.as_array().unwrap().len()), (200, 1));
+
+    // Create, read with ETag.
+    let (status, headers, task) = call(&at, "POST", "/api/tasks", &[], Some(r#"{"title":"Fix login","description":"SSO","assignee_id":"alice","repository":"acme/api","priority":"high"}"#)).await;
+    assert_eq!(status, 201);
+    let id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(headers["location"], format!("/api/tasks/{id}"));
+    let (status, headers, read) = call(&at, "GET", &format!("/api/tasks/{id}"), &[], None).await;
+    assert_eq!((status, headers["etag"].as_str()), (200, "\"1\""));
+    assert_eq!(read, task);
+    let (status, _, repos) = call(&at, "GET", "/api/repositories", &[], None).await;
+    assert_eq!((status, repos[0]["name"].as_str()), (200, Some("acme/api")));
+
+    // PATCH needs If-Match: missing 428, stale 412, malformed 400, current 200 with the new ETag.
+    let path = format!("/api/tasks/{id}");
+    let patch = Some(r#"{"priority":"urgent","comment":"customers are blocked"}"#);
+    let (status, _, body) = call(&at, "PATCH", &path, &[], patch).await;
+    assert_eq!((status, error_code(&body)), (428, "precondition_required"));
+    let (status, _, body) = call(&at, "PATCH", &path, &[("If-Match", "\"9\"")], patch).await;
+    assert_eq!((status, error_code(&body)), (412, "version_conflict"));
+    assert_eq!(body["error"]["details"]["current_version"], 1);
+    let (status, _, body) = call(&at, "PATCH", &path, &[("If-Match", "v1")], patch).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    let (status, headers, patched) =
+        call(&at, "PATCH", &path, &[("If-Match", "\"1\"")], patch).await;
+    assert_eq!(
+        (
+            status,
+            headers["etag"].as_str(),
+            patched["priority"].as_str()
+        ),
+        (200, "\"2\"", Some("urgent"))
+    );
+
+    // Status, comments, history.
+    let (status, _, moved) = call(
+        &at,
+        "PUT",
+        &format!("{path}/status"),
+        &[],
+        Some(r#"{"status":"in_progress","updated_by":"alice","comment":"on it"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, moved["status"].as_str(), moved["version"].as_i64()),
+        (200, Some("in_progress"), Some(3))
+    );
+    let (status, _, comment) = call(
+        &at,
+        "POST",
+        &format!("{path}/comments"),
+        &[],
+        Some(r#"{"comment":"PR 12","author":"bob"}"#),
+    )
+    .await;
+    assert_eq!((status, comment["author"].as_str()), (201, Some("bob")));
+    let (status, _, comments) = call(&at, "GET", &format!("{path}/comments"), &[], None).await;
+    assert_eq!((status, comments.as_array().unwrap().len()), (200, 1));
+    let (status, _, history) = call(&at, "GET", &format!("{path}/history"), &[], None).await;
+    let fields: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (status, fields),
+        (200, vec!["created", "priority", "status"])
+    );
+    assert_eq!(history[1]["comment"], "customers are blocked");
+
+    // Listing and filters.
+    let (status, _, page) = call(
+        &at,
+        "GET",
+        "/api/tasks?assignee=alice&repository=acme/api&status=open&q=login&limit=10",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, page["tasks"][0]["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+
+    // Bad input: 400, 404, 413, 415, 422 — and nothing changed.
+    let missing = "/api/tasks/00000000-0000-7000-8000-000000000000";
+    for (method, path, headers, body, expected_status, expected_code) in [
+        ("GET", missing, vec![], None, 404, "not_found"),
+        (
+            "GET",
+            "/api/tasks/not-an-id",
+            vec![],
+            None,
+            422,
+            "invalid_argument",
+        ),
+        (
+            "GET",
+            "/api/tasks?status=done",
+            vec![],
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/api/tasks?limit=0",
+            vec![],
+            None,
+            422,
+            "invalid_argument",
+        ),
+        (
+            "GET",
+            "/api/tasks?assignee=alicee",
+            vec![],
+            None,
+            422,
+            "unknown_user",
+        ),
+        (
+            "GET",
+            "/api/tasks?repository=acme/apj",
+            vec![],
+            None,
+            422,
+            "unknown_repository",
+        ),
+        (
+            "POST",
+            "/api/tasks",
+            vec![],
+            Some(r#"{"title":"x""#),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/tasks",
+            vec![],
+            Some(r#"{"title":"","assignee_id":"alice","repository":"acme/api"}"#),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "POST",
+            "/api/tasks",
+            vec![],
+            Some(r#"{"title":"x","assignee_id":"alice","repository":"acme/api","extra":1}"#),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "POST",
+            "/api/tasks",
+            vec![],
+            Some(
+                r#"{"title":"x","assignee_id":"alice","repository":"acme/api","priority":"asap"}"#,
+            ),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "PATCH",
+            missing,
+            vec![("If-Match", "*")],
+            Some(r#"{"title":"x"}"#),
+            404,
+            "not_found",
+        ),
+        (
+            "PUT",
+            &format!("/api/tasks/{id}/status"),
+            vec![],
+            Some(r#"{"status":"done"}"#),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "POST",
+            &format!("/api/tasks/{id}/comments"),
+            vec![],
+            Some(r#"{"comment":"  "}"#),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "DELETE",
+            &format!("/api/tasks/{id}"),
+            vec![],
+            None,
+            428,
+            "precondition_required",
+        ),
+        (
+            "DELETE",
+            &format!("/api/tasks/{id}"),
+            vec![("If-Match", "\"1\"")],
+            None,
+            412,
+            "version_conflict",
+        ),
+    ] {
+        let (status, _, body) = call(&at, method, path, &headers, body).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (expected_status, expected_code),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let huge = format!(r#"{{"comment":"{}"}}"#, "a".repeat(300_000));
+    let (status, _, body) = call(
+        &at,
+        "POST",
+        &format!("/api/tasks/{id}/comments"),
+        &[],
+        Some(&huge),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+    let no_content_type = "POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+    let (status, body) = http(&at, no_content_type).await;
+    assert_eq!(status, 415, "{body}");
+    let (_, _, unchanged) = call(&at, "GET", &format!("/api/tasks/{id}"), &[], None).await;
+    assert_eq!(
+        unchanged["version"], 3,
+        "no refused request changed the task"
+    );
+
+    // Delete with the current ETag.
+    let (status, _, body) = call(
+        &at,
+        "DELETE",
+        &format!("/api/tasks/{id}?deleted_by=alice"),
+        &[("If-Match", "\"3\"")],
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, _, _) = call(&at, "GET", &format!("/api/tasks/{id}"), &[], None).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

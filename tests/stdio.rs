@@ -379,7 +379,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         (
             "create_task",
             json!({"title": "t", "description": "", "assignee_id": "nobody", "repository": "acme/api"}),
-            "register a new user with add_user",
+            "register new users with add_user or POST /api/users",
         ),
         (
             "create_task",

@@ -17,7 +17,7 @@ pub enum Error {
     NotFound { kind: &'static str, id: String },
 
     /// A user named by id, email or GitHub username that does not exist.
-    #[error("unknown user {given:?}{}; register a new user with add_user", suggest(.suggestions))]
+    #[error("unknown user {given:?}{}; register new users with add_user or POST /api/users", suggest(.suggestions))]
     UnknownUser {
         given: String,
         suggestions: Vec<String>,
@@ -90,7 +90,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "unknown user \"alice@exmaple.com\"; did you mean alice@example.com?; register a new user with add_user"
+            "unknown user \"alice@exmaple.com\"; did you mean alice@example.com?; register new users with add_user or POST /api/users"
         );
     }
 }

@@ -1,15 +1,21 @@
-//! The task service over HTTP: MCP Streamable HTTP at `/mcp`, plus `/healthz` and `/readyz`.
-//! (REST, SSE, auth and metrics come next; see issue 3.)
+//! The task service over HTTP: MCP Streamable HTTP at `/mcp`, the REST API under `/api`, and
+//! `/healthz` / `/readyz`. (SSE, auth, rate limits and metrics come next; see issue 3.)
 
 use std::{future::Future, sync::Arc};
 
-use axum::{Router, extract::State, http::StatusCode, routing::get, serve::ListenerExt};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
+    routing::get,
+    serve::ListenerExt,
+};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result, TaskService, TasksServer, service::ListTasks};
+use crate::{Error, Result, TaskService, TasksServer, rest, service::ListTasks};
 
 /// What the HTTP front door accepts.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +51,8 @@ pub fn http_router(
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .merge(rest::routes())
+        .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .with_state(service)
         .nest_service("/mcp", mcp)
 }

@@ -5,6 +5,7 @@
 mod domain;
 mod error;
 mod http;
+mod rest;
 mod server;
 mod stdio;
 pub mod store;

@@ -13,7 +13,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    Comment, Complexity, Error, HistoryEntry, Priority, Result, Status, Task, TaskDetail, User,
+    Comment, Complexity, Error, HistoryEntry, Priority, Repository, Result, Status, Task,
+    TaskDetail, User,
     domain::now,
     store::{Cursor, Modified, StatusFilter, TaskPage, TaskQuery, TaskStore, TaskWrite},
 };
@@ -132,6 +133,10 @@ impl TaskService {
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
         self.store.list_users().await
+    }
+
+    pub async fn list_repositories(&self) -> Result<Vec<Repository>> {
+        self.store.list_repositories().await
     }
 
     /// A user by id, email or GitHub username; an unknown one is an error naming close matches.

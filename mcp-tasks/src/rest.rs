@@ -1,0 +1,204 @@
+//! The REST API editors use (`/api/...`): JSON in and out, errors as
+//! `{"error":{"code","message","details"}}` with the status that fits, `ETag` / `If-Match` on
+//! tasks. One resource family per file under `rest/`, registered here.
+
+mod tasks;
+mod users;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::{Error, TaskService};
+
+/// The largest request body accepted (a task's longest description is 20,000 characters).
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The actor recorded when a REST call names none.
+const DEFAULT_ACTOR: &str = "api";
+
+pub(crate) fn routes() -> Router<Arc<TaskService>> {
+    tasks::routes().merge(users::routes())
+}
+
+/// An error response: a status and `{"error":{"code","message","details"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid { field, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                message,
+            )
+            .with_details(json!({ "field": field })),
+            Error::NotFound { kind, id } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+                    .with_details(json!({ "kind": kind, "id": id }))
+            }
+            Error::UnknownUser { suggestions, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_user", message)
+                    .with_details(json!({ "suggestions": suggestions }))
+            }
+            Error::UnknownRepository { suggestions, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_repository",
+                message,
+            )
+            .with_details(json!({ "suggestions": suggestions })),
+            Error::Conflict {
+                current, expected, ..
+            } => ApiError::new(StatusCode::PRECONDITION_FAILED, "version_conflict", message)
+                .with_details(json!({ "expected_version": expected, "current_version": current })),
+            Error::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+            }
+            Error::Unavailable(_) | Error::Bus(_) => {
+                tracing::error!(%error, "a dependency is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a dependency is unavailable; try again",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request failed; nothing was applied",
+                )
+            }
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s: malformed JSON is 400, a wrong shape or value
+/// 422, a missing content type 415, an oversized body 413.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_argument",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+        }
+        _ => rejection.body_text(),
+    };
+    ApiError::new(status, code, message)
+}
+
+/// The query string, with rejections as [`ApiError`]s (400).
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// A task's entity tag: its version.
+pub(crate) fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The version an `If-Match` header demands: `Ok(None)` for `*`, an error when the header is
+/// missing (428) or is not one of our entity tags (400).
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "send If-Match with the task's ETag (from GET), or * to change it whatever its version",
+        ));
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "If-Match must be an ETag this server sent, like \"3\", or *",
+            )
+        })
+}

@@ -1,0 +1,271 @@
+//! Tasks, their comments and history: `/api/tasks[/{id}[/status|/comments|/history]]`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, ApiQuery, DEFAULT_ACTOR, etag, if_match};
+use crate::{
+    Comment, Complexity, HistoryEntry, Priority, Status, Task, TaskService,
+    service::{ListTasks, NewTask, TaskPatch},
+    store::StatusFilter,
+};
+
+pub(super) fn routes() -> Router<Arc<TaskService>> {
+    Router::new()
+        .route("/api/tasks", get(list).post(create))
+        .route("/api/tasks/{id}", get(read).patch(update).delete(remove))
+        .route("/api/tasks/{id}/status", put(set_status))
+        .route("/api/tasks/{id}/comments", get(comments).post(comment))
+        .route("/api/tasks/{id}/history", get(history))
+}
+
+/// A task with its `ETag` (its version).
+fn with_etag(status: StatusCode, task: Task) -> Response {
+    let tag = HeaderValue::from_str(&etag(task.version)).ok();
+    let mut response = (status, Json(task)).into_response();
+    if let Some(tag) = tag {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Same as `assignee` (the original API's name).
+    user_id: Option<String>,
+    assignee: Option<String>,
+    repository: Option<String>,
+    status: Option<StatusFilter>,
+    /// Text in the title or description.
+    q: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TaskPage {
+    tasks: Vec<Task>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(service): State<Arc<TaskService>>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let assignee = match (query.user_id, query.assignee) {
+        (Some(a), Some(b)) if a.trim() != b.trim() => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                "user_id and assignee are the same filter; give one",
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    let list = service
+        .list_tasks(ListTasks {
+            assignee,
+            repository: query.repository,
+            status: query.status,
+            text: query.q,
+            limit: query.limit,
+            cursor: query.cursor,
+        })
+        .await?;
+    Ok(Json(TaskPage {
+        tasks: list.tasks,
+        next_cursor: list.next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTask {
+    title: String,
+    #[serde(default)]
+    description: String,
+    /// The assignee's id, email or GitHub username.
+    #[serde(alias = "assignee")]
+    assignee_id: String,
+    repository: String,
+    priority: Option<Priority>,
+    complexity: Option<Complexity>,
+    created_by: Option<String>,
+}
+
+async fn create(
+    State(service): State<Arc<TaskService>>,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> Result<Response, ApiError> {
+    let actor = body.created_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let task = service
+        .create_task(
+            NewTask {
+                title: body.title,
+                description: body.description,
+                assignee: body.assignee_id,
+                repository: body.repository,
+                priority: body.priority,
+                complexity: body.complexity,
+            },
+            &actor,
+        )
+        .await?;
+    let location = HeaderValue::from_str(&format!("/api/tasks/{}", task.id)).ok();
+    let mut response = with_etag(StatusCode::CREATED, task);
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn read(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = service.get_task(&id).await?;
+    Ok(with_etag(StatusCode::OK, task))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTask {
+    title: Option<String>,
+    description: Option<String>,
+    status: Option<Status>,
+    priority: Option<Priority>,
+    complexity: Option<Complexity>,
+    #[serde(alias = "assignee")]
+    assignee_id: Option<String>,
+    updated_by: Option<String>,
+    /// Why; kept in the history.
+    comment: Option<String>,
+}
+
+/// `PATCH` needs `If-Match`: an editor must not overwrite a change it has not seen.
+async fn update(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UpdateTask>,
+) -> Result<Response, ApiError> {
+    let expected_version = if_match(&headers)?;
+    let actor = body.updated_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let patch = TaskPatch {
+        title: body.title,
+        description: body.description,
+        status: body.status,
+        priority: body.priority,
+        complexity: body.complexity,
+        assignee: body.assignee_id,
+    };
+    let modified = service
+        .update_task(
+            &id,
+            patch,
+            &actor,
+            expected_version,
+            body.comment.as_deref(),
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, modified.into_task()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStatus {
+    #[serde(alias = "new_status")]
+    status: Status,
+    updated_by: Option<String>,
+    comment: Option<String>,
+}
+
+/// `PUT .../status` moves a task whatever its version (like the MCP tool); `If-Match` is
+/// honoured when sent.
+async fn set_status(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SetStatus>,
+) -> Result<Response, ApiError> {
+    let expected_version = if headers.contains_key(header::IF_MATCH) {
+        if_match(&headers)?
+    } else {
+        None
+    };
+    let actor = body.updated_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let patch = TaskPatch {
+        status: Some(body.status),
+        ..TaskPatch::default()
+    };
+    let modified = service
+        .update_task(
+            &id,
+            patch,
+            &actor,
+            expected_version,
+            body.comment.as_deref(),
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, modified.into_task()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    deleted_by: Option<String>,
+}
+
+/// `DELETE` needs `If-Match` too.
+async fn remove(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    let expected_version = if_match(&headers)?;
+    let actor = query.deleted_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    service.delete_task(&id, &actor, expected_version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn comments(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Comment>>, ApiError> {
+    Ok(Json(service.get_task_detail(&id).await?.comments))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddComment {
+    comment: String,
+    author: Option<String>,
+}
+
+async fn comment(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddComment>,
+) -> Result<(StatusCode, Json<Comment>), ApiError> {
+    let author = body.author.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let comment = service.add_comment(&id, &body.comment, &author).await?;
+    Ok((StatusCode::CREATED, Json(comment)))
+}
+
+async fn history(
+    State(service): State<Arc<TaskService>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    Ok(Json(service.get_task_detail(&id).await?.history))
+}
