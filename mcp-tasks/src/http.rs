@@ -4,7 +4,7 @@
 use std::{future::Future, sync::Arc};
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
     routing::get,
@@ -41,7 +41,8 @@ pub fn http_router(
         .with_allowed_hosts(allowed_hosts)
         .with_allowed_origins(config.allowed_origins.iter().cloned())
         .enforce_origin_validation()
-        .with_cancellation_token(shutdown);
+        .with_cancellation_token(shutdown.clone());
+    let shutdown_streams = shutdown;
     let sessions = service.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(TasksServer::new(sessions.clone())),
@@ -53,6 +54,7 @@ pub fn http_router(
         .route("/readyz", get(ready))
         .merge(rest::routes())
         .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
+        .layer(Extension(rest::stream::StreamShutdown(shutdown_streams)))
         .with_state(service)
         .nest_service("/mcp", mcp)
 }

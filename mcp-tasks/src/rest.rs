@@ -2,6 +2,7 @@
 //! `{"error":{"code","message","details"}}` with the status that fits, `ETag` / `If-Match` on
 //! tasks. One resource family per file under `rest/`, registered here.
 
+pub(crate) mod stream;
 mod tasks;
 mod users;
 
@@ -25,7 +26,10 @@ pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 const DEFAULT_ACTOR: &str = "api";
 
 pub(crate) fn routes() -> Router<Arc<TaskService>> {
-    tasks::routes().merge(users::routes())
+    // The stream's fixed path is matched before the task-id route.
+    stream::routes()
+        .merge(tasks::routes())
+        .merge(users::routes())
 }
 
 /// An error response: a status and `{"error":{"code","message","details"}}`.

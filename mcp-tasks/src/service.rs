@@ -273,6 +273,16 @@ impl TaskService {
         })
     }
 
+    /// A repository name as registered (`owner/name` checked; the registered spelling when the
+    /// repository exists, the given one otherwise).
+    pub async fn canonical_repository(&self, name: &str) -> Result<String> {
+        let name = validate::repository(name)?;
+        Ok(match self.store.find_repository(&name).await? {
+            Some(repository) => repository.name,
+            None => name,
+        })
+    }
+
     async fn resolve_repository(&self, name: &str) -> Result<Uuid> {
         let name = validate::repository(name)?;
         let name = name.as_str();

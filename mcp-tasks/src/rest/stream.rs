@@ -1,0 +1,164 @@
+//! `GET /api/tasks/stream`: task events as Server-Sent Events, for editors that keep a task
+//! list live. Every event has an `id:`; a client that reconnects with `Last-Event-ID` gets what
+//! it missed, or a `resync` event telling it to reload when that can no longer be replayed.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+    routing::get,
+};
+use futures_util::stream::{self, Stream, StreamExt};
+use mcp_core::{Delivery, EventFilter, EventId};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiError, ApiQuery};
+use crate::{TaskService, service::TOPIC};
+
+/// The event types a client may ask for.
+const TYPES: &[&str] = &[
+    "task_created",
+    "task_assigned",
+    "task_updated",
+    "task_completed",
+    "task_commented",
+    "task_deleted",
+];
+
+pub(super) fn routes() -> Router<Arc<TaskService>> {
+    Router::new().route("/api/tasks/stream", get(stream_tasks))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// Only tasks assigned to this user (id, email or GitHub username).
+    user_id: Option<String>,
+    /// Comma-separated `owner/name` list.
+    repositories: Option<String>,
+    /// Comma-separated event types.
+    types: Option<String>,
+    /// For clients that cannot set the `Last-Event-ID` header.
+    last_event_id: Option<String>,
+}
+
+/// Ends every stream when the server shuts down, so graceful shutdown is not held open.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamShutdown(pub(crate) CancellationToken);
+
+async fn stream_tasks(
+    State(service): State<Arc<TaskService>>,
+    shutdown: Option<Extension<StreamShutdown>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let mut filter = EventFilter::all().topic(TOPIC);
+    if let Some(user) = &query.user_id {
+        let user = service.resolve_user(user).await?;
+        filter = filter.subject("assignee", [user.id.to_string()]);
+    }
+    if let Some(list) = &query.repositories {
+        let mut names = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            names.push(service.canonical_repository(name).await?);
+        }
+        filter = filter.subject("repository", names);
+    }
+    if let Some(list) = &query.types {
+        let types: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(unknown) = types.iter().find(|t| !TYPES.contains(t)) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_argument",
+                format!(
+                    "unknown event type {unknown:?}; known: {}",
+                    TYPES.join(", ")
+                ),
+            ));
+        }
+        filter = filter.types(types);
+    }
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id);
+    let after = match cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => Some(text.parse::<EventId>().map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("Last-Event-ID: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let subscription = service
+        .bus()
+        .subscribe(filter, after)
+        .await
+        .map_err(crate::Error::from)?;
+    let stop = shutdown
+        .map(|Extension(StreamShutdown(token))| token)
+        .unwrap_or_default();
+
+    let hello = SseEvent::default()
+        .retry(Duration::from_secs(3))
+        .comment("connected");
+    let events = stream::unfold(Some(subscription), |state| async move {
+        let mut subscription = state?;
+        match subscription.recv().await {
+            Some(Delivery::Event(event)) => {
+                let body = serde_json::to_string(&*event).unwrap_or_else(|_| "{}".into());
+                let sse = SseEvent::default()
+                    .id(event.id.to_string())
+                    .event(event.kind.clone())
+                    .data(body);
+                Some((sse, Some(subscription)))
+            }
+            // Events were missed and cannot be replayed: the client must reload. The stream
+            // goes on with live events; its cursor stays where it was.
+            Some(_) => Some((resync(), Some(subscription))),
+            // The server cut this subscriber off (it fell behind): say so and end; the client
+            // reconnects with its Last-Event-ID.
+            None => Some((resync(), None)),
+        }
+    });
+    let body = stream::once(async move { hello })
+        .chain(events)
+        .take_until(async move { stop.cancelled_owned().await })
+        .map(Ok::<_, Infallible>);
+    let mut response = sse_response(body).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn resync() -> SseEvent {
+    SseEvent::default()
+        .event("resync")
+        .data(r#"{"reason":"events were missed; reload the tasks, then keep listening"}"#)
+}
+
+fn sse_response<S>(body: S) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>
+where
+    S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+{
+    Sse::new(body).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("heartbeat"),
+    )
+}
