@@ -6,7 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_core::{EventBus, MemoryBus, RedisBus, RedisBusConfig};
-use mcp_tasks::{Ended, HttpConfig, TaskService, TaskStore, store::SqliteStore};
+use mcp_tasks::{
+    ApiKey, AuthConfig, Ended, HttpConfig, TaskService, TaskStore, store::SqliteStore,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +41,47 @@ enum Command {
         /// A Host name /mcp answers besides localhost (repeatable).
         #[arg(long = "allowed-host")]
         allowed_hosts: Vec<String>,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
+}
+
+/// Who may call the HTTP API.
+#[derive(Debug, Args)]
+struct AuthArgs {
+    /// File of API keys, one per line: `<read|write|admin> <key> [name]`.
+    #[arg(long, env = "MCP_TASKS_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// HS256 secret for JWTs (at least 32 bytes; prefer the environment variable).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Requests per second per credential (bursts of twice as many); 0 for no limit.
+    #[arg(long, env = "MCP_TASKS_RATE_LIMIT", default_value_t = 50)]
+    rate_limit: u32,
+}
+
+impl AuthArgs {
+    fn config(self) -> anyhow::Result<AuthConfig> {
+        let api_keys = match &self.api_keys_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the API keys file {}", path.display()))?;
+                ApiKey::parse_list(&text)
+                    .with_context(|| format!("in the API keys file {}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        let jwt_secret = match self.jwt_secret {
+            Some(secret) if secret.len() < 32 => bail!("JWT_SECRET must be at least 32 bytes"),
+            Some(secret) => Some(secret.into_bytes()),
+            None => None,
+        };
+        Ok(AuthConfig {
+            api_keys,
+            jwt_secret,
+            rate_limit: Some(self.rate_limit).filter(|rate| *rate > 0),
+        })
+    }
 }
 
 /// Where tasks are stored and how their events travel.
@@ -74,14 +116,15 @@ fn main() -> anyhow::Result<()> {
             listen,
             allowed_origins,
             allowed_hosts,
-        } => runtime.block_on(serve(
-            backend,
-            listen,
-            HttpConfig {
+            auth,
+        } => {
+            let config = HttpConfig {
                 allowed_hosts,
                 allowed_origins,
-            },
-        )),
+                auth: auth.config()?,
+            };
+            runtime.block_on(serve(backend, listen, config))
+        }
     }
 }
 
@@ -112,10 +155,18 @@ async fn stdio(backend: Backend) -> anyhow::Result<()> {
 }
 
 async fn serve(backend: Backend, listen: SocketAddr, config: HttpConfig) -> anyhow::Result<()> {
-    if !listen.ip().is_loopback() {
+    if !listen.ip().is_loopback() && !config.auth.is_enabled() {
         bail!(
-            "refusing to listen on {listen}: authentication is not implemented yet, so only loopback \
-             addresses are allowed (use 127.0.0.1 or ::1)"
+            "refusing to listen on {listen} without authentication: pass --api-keys-file or set \
+             JWT_SECRET, or listen on 127.0.0.1"
+        );
+    }
+    if config.auth.is_enabled() {
+        tracing::info!(
+            api_keys = config.auth.api_keys.len(),
+            jwt = config.auth.jwt_secret.is_some(),
+            rate_limit = ?config.auth.rate_limit,
+            "authentication on"
         );
     }
     let shutdown = shutdown_signal();

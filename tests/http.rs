@@ -29,9 +29,14 @@ struct Server {
 }
 
 async fn spawn_serve(args: &[&str]) -> Server {
+    spawn_serve_with_env(args, &[]).await
+}
+
+async fn spawn_serve_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-tasks"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env("MCP_TASKS_LOG", "info")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
@@ -460,7 +465,8 @@ async fn call(
     let body = if body.trim().is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(body).unwrap()
+        // JSON under /api, plain text from /healthz.
+        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))
     };
     (status, headers, body)
 }
@@ -867,5 +873,178 @@ async fn sse_resumes_after_a_cut_without_gaps() {
         last_id = id;
     }
     assert_eq!(seen, created);
+    server.stop().await;
+}
+
+/// An HS256 JWT signed with `secret`.
+fn jwt(secret: &str, claims: &Value) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = engine.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = engine.encode(claims.to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let signature = engine.encode(mac.finalize().into_bytes());
+    format!("{header}.{payload}.{signature}")
+}
+
+/// Who may do what: no credential 401, a bad one 401, a read key writing 403, expired or
+/// forged JWTs 401, the right ones served, on REST, SSE and MCP alike; then the rate limit.
+#[tokio::test]
+async fn auth_matrix_and_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        "read reader-key-0123456789 editor\nwrite writer-key-0123456789 agent\n",
+    )
+    .unwrap();
+    let secret = "a-test-secret-of-at-least-32-bytes!!";
+    let server = spawn_serve_with_env(
+        &[
+            "--database-url",
+            &db,
+            "--rate-limit",
+            "5",
+            "--api-keys-file",
+            keys.to_str().unwrap(),
+        ],
+        &[("JWT_SECRET", secret)],
+    )
+    .await;
+    let at = server.address.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let write_jwt = jwt(
+        secret,
+        &json!({"sub": "ci", "scope": "write", "exp": now + 600}),
+    );
+    let read_jwt = jwt(
+        secret,
+        &json!({"sub": "viewer", "scope": "read", "exp": now + 600}),
+    );
+    let expired = jwt(
+        secret,
+        &json!({"sub": "old", "scope": "admin", "exp": now - 10}),
+    );
+    let forged = jwt(
+        "another-secret-of-at-least-32-bytes!!",
+        &json!({"sub": "x", "scope": "admin", "exp": now + 600}),
+    );
+    let bearer = |token: &str| format!("Bearer {token}");
+    let new_user = Some(r#"{"email":"alice@example.com"}"#);
+
+    /// Method, path, Authorization header, body, expected status.
+    type Case<'a> = (&'a str, &'a str, Option<String>, Option<&'a str>, u16);
+    let cases: Vec<Case> = vec![
+        ("GET", "/api/tasks", None, None, 401),
+        (
+            "GET",
+            "/api/tasks",
+            Some(bearer("not-a-key-at-all")),
+            None,
+            401,
+        ),
+        ("GET", "/api/tasks", Some(bearer(&expired)), None, 401),
+        ("GET", "/api/tasks", Some(bearer(&forged)), None, 401),
+        (
+            "GET",
+            "/api/tasks",
+            Some(bearer("reader-key-0123456789")),
+            None,
+            200,
+        ),
+        ("GET", "/api/tasks", Some(bearer(&read_jwt)), None, 200),
+        (
+            "POST",
+            "/api/users",
+            Some(bearer("reader-key-0123456789")),
+            new_user,
+            403,
+        ),
+        ("POST", "/api/users", Some(bearer(&read_jwt)), new_user, 403),
+        (
+            "POST",
+            "/api/users",
+            Some(bearer(&write_jwt)),
+            new_user,
+            201,
+        ),
+        ("GET", "/api/tasks/stream", None, None, 401),
+        ("POST", "/mcp", None, Some("{}"), 401),
+        (
+            "POST",
+            "/mcp",
+            Some(bearer("reader-key-0123456789")),
+            Some("{}"),
+            403,
+        ),
+        ("GET", "/healthz", None, None, 200),
+    ];
+    for (method, path, authorization, body, expected) in cases {
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        let (status, response_headers, response) = call(&at, method, path, &headers, body).await;
+        assert_eq!(
+            status, expected,
+            "{method} {path} with {authorization:?}: {response}"
+        );
+        if status == 401 {
+            assert_eq!(error_code(&response), "unauthorized");
+            assert_eq!(response_headers["www-authenticate"], "Bearer");
+        }
+        if status == 403 {
+            assert_eq!(error_code(&response), "forbidden");
+        }
+    }
+
+    // MCP over HTTP with a write key.
+    let transport = StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            server.mcp_url(),
+        )
+        .auth_header("writer-key-0123456789"),
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let client = Agent { updates: tx }.serve(transport).await.unwrap();
+    let users = ok(&client, "get_tasks", json!({})).await;
+    assert!(users["tasks"].as_array().unwrap().is_empty());
+    client.cancel().await.unwrap();
+
+    // Rate limit: 5 per second with bursts of 10, per credential.
+    let mut limited = None;
+    for _ in 0..30 {
+        let (status, headers, _) = call(
+            &at,
+            "GET",
+            "/api/users",
+            &[("Authorization", "Bearer reader-key-0123456789")],
+            None,
+        )
+        .await;
+        if status == 429 {
+            limited = Some(headers);
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let headers = limited.expect("the 30 quick requests hit the limit");
+    assert!(headers["retry-after"].parse::<u64>().unwrap() >= 1);
+    // Another credential has its own bucket.
+    let (status, _, _) = call(
+        &at,
+        "GET",
+        "/api/users",
+        &[("Authorization", &bearer(&write_jwt))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
     server.stop().await;
 }

@@ -1,5 +1,6 @@
-//! The task service over HTTP: MCP Streamable HTTP at `/mcp`, the REST API under `/api`, and
-//! `/healthz` / `/readyz`. (SSE, auth, rate limits and metrics come next; see issue 3.)
+//! The task service over HTTP: MCP Streamable HTTP at `/mcp`, the REST API and its event stream
+//! under `/api` (both behind authentication and a rate limit when configured), and the open
+//! `/healthz` / `/readyz`.
 
 use std::{future::Future, sync::Arc};
 
@@ -7,6 +8,7 @@ use axum::{
     Extension, Router,
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
+    middleware,
     routing::get,
     serve::ListenerExt,
 };
@@ -15,7 +17,12 @@ use rmcp::transport::streamable_http_server::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result, TaskService, TasksServer, rest, service::ListTasks};
+use crate::{
+    Error, Result, TaskService, TasksServer,
+    auth::{self, AuthConfig, Gate},
+    rest,
+    service::ListTasks,
+};
 
 /// What the HTTP front door accepts.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +33,8 @@ pub struct HttpConfig {
     /// Browser origins allowed to call `/mcp`. Requests with any other `Origin` are refused;
     /// requests without one (non-browser clients) are served.
     pub allowed_origins: Vec<String>,
+    /// Credentials and rate limit for `/api` and `/mcp` (health checks are open).
+    pub auth: AuthConfig,
 }
 
 /// The routes, for serving or for mounting inside another axum app. `shutdown` ends the MCP
@@ -49,14 +58,21 @@ pub fn http_router(
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let protected = Router::new()
         .merge(rest::routes())
         .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .layer(Extension(rest::stream::StreamShutdown(shutdown_streams)))
-        .with_state(service)
+        .with_state(service.clone())
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            Gate::new(config.auth.clone()),
+            auth::guard,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(service)
+        .merge(protected)
 }
 
 /// Ready when the store answers a query.

@@ -2,6 +2,7 @@
 //! [`TaskStore`] seam with its SQLite and PostgreSQL stores; the [`TaskService`] that validates,
 //! versions and records every change and publishes its event; and the MCP server agents use.
 
+mod auth;
 mod domain;
 mod error;
 mod http;
@@ -17,6 +18,7 @@ pub use domain::{
 pub use error::{BoxError, Error, Result};
 pub use store::TaskStore;
 pub mod service;
+pub use auth::{ApiKey, AuthConfig, Scope};
 pub use http::{HttpConfig, http_router, serve_http};
 pub use server::TasksServer;
 pub use service::TaskService;

@@ -1,0 +1,383 @@
+//! Who may call the HTTP API: API keys and HS256 JWTs, each with a scope (`read` < `write` <
+//! `admin`), checked on REST, SSE and MCP alike; and a token-bucket rate limit per credential.
+//!
+//! Keys are compared by their SHA-256 digests in constant time and never logged. JWTs are
+//! verified here with `hmac` + `sha2` (already in the build through sqlx) rather than pulling a
+//! JWT crate with every signature algorithm: only HS256 is accepted (`alg` must say so; `none`
+//! and everything else are refused), `exp` is required, `nbf` honoured, `aud` not checked.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result, rest::ApiError};
+
+/// What a credential may do. Each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            other => Err(Error::Invalid {
+                field: "scope",
+                message: format!("{other:?} is not one of read, write, admin"),
+            }),
+        }
+    }
+}
+
+/// One API key: a name for logs and rate limits, its scope, and the SHA-256 of the secret.
+#[derive(Clone)]
+pub struct ApiKey {
+    name: String,
+    scope: Scope,
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+const MIN_SECRET_LEN: usize = 16;
+
+impl ApiKey {
+    pub fn new(name: impl Into<String>, scope: Scope, secret: &str) -> Result<Self> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::Invalid {
+                field: "api key",
+                message: format!("keys must be at least {MIN_SECRET_LEN} characters"),
+            });
+        }
+        Ok(Self {
+            name: name.into(),
+            scope,
+            digest: Sha256::digest(secret.as_bytes()).into(),
+        })
+    }
+
+    /// Keys in the text form of a keys file: one per line, `<scope> <key> [name]`; blank lines
+    /// and `#` comments are skipped.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        let mut keys = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(scope), Some(secret)) = (words.next(), words.next()) else {
+                return Err(Error::Invalid {
+                    field: "api keys",
+                    message: format!("line {}: expected <scope> <key> [name]", number + 1),
+                });
+            };
+            let name = words
+                .next()
+                .map_or_else(|| format!("key{}", number + 1), str::to_owned);
+            keys.push(Self::new(name, scope.parse()?, secret)?);
+        }
+        Ok(keys)
+    }
+}
+
+/// The credentials the HTTP API accepts, and its rate limit. No keys and no JWT secret means
+/// authentication is off (allowed on loopback addresses only).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub api_keys: Vec<ApiKey>,
+    /// HS256 secret for JWTs (at least 32 bytes).
+    pub jwt_secret: Option<Vec<u8>>,
+    /// Requests per second each credential may make (burst of twice as many); `None` for no
+    /// limit.
+    pub rate_limit: Option<u32>,
+}
+
+impl AuthConfig {
+    pub fn is_enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt_secret.is_some()
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Principal {
+    name: String,
+    scope: Scope,
+}
+
+/// The middleware's state: credentials and the buckets of the rate limit.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    config: AuthConfig,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refreshed: Instant,
+}
+
+impl Gate {
+    pub(crate) fn new(config: AuthConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn authenticate(&self, request: &Request) -> std::result::Result<Principal, ApiError> {
+        if !self.config.is_enabled() {
+            return Ok(Principal {
+                name: "local".into(),
+                scope: Scope::Admin,
+            });
+        }
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .or_else(|| {
+                request
+                    .headers()
+                    .get("x-api-key")
+                    .and_then(|value| value.to_str().ok())
+            })
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("send Authorization: Bearer <API key or JWT>"))?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every key is compared, so timing does not tell which one nearly matched.
+        let mut found: Option<&ApiKey> = None;
+        for key in &self.config.api_keys {
+            if constant_time_eq(&key.digest, &digest) {
+                found = Some(key);
+            }
+        }
+        if let Some(key) = found {
+            return Ok(Principal {
+                name: format!("key:{}", key.name),
+                scope: key.scope,
+            });
+        }
+        match &self.config.jwt_secret {
+            Some(secret) if token.matches('.').count() == 2 => verify_jwt(token, secret),
+            _ => Err(unauthorized("the credential is not valid")),
+        }
+    }
+
+    /// Takes one token from the principal's bucket; the wait until the next one otherwise.
+    fn admit(&self, principal: &Principal) -> std::result::Result<(), Duration> {
+        // Limits are per credential; without authentication there are none to limit.
+        if !self.config.is_enabled() {
+            return Ok(());
+        }
+        let Some(rate) = self.config.rate_limit.filter(|rate| *rate > 0) else {
+            return Ok(());
+        };
+        let rate = f64::from(rate);
+        let burst = rate * 2.0;
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bucket = buckets.entry(principal.name.clone()).or_insert(Bucket {
+            tokens: burst,
+            refreshed: now,
+        });
+        let elapsed = now.duration_since(bucket.refreshed).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.refreshed = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiError> {
+    let invalid = || unauthorized("the token is not valid");
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let header: serde_json::Value =
+        serde_json::from_slice(&engine.decode(header).map_err(|_| invalid())?)
+            .map_err(|_| invalid())?;
+    if header.get("alg").and_then(|alg| alg.as_str()) != Some("HS256") {
+        return Err(unauthorized("only HS256 tokens are accepted"));
+    }
+    let signature = engine.decode(signature).map_err(|_| invalid())?;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).map_err(|_| invalid())?;
+    mac.update(format!("{}.{payload}", token.split('.').next().unwrap_or_default()).as_bytes());
+    mac.verify_slice(&signature).map_err(|_| invalid())?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&engine.decode(payload).map_err(|_| invalid())?)
+            .map_err(|_| invalid())?;
+    let now = chrono::Utc::now().timestamp();
+    match claims.get("exp").and_then(serde_json::Value::as_i64) {
+        Some(exp) if exp > now => {}
+        Some(_) => return Err(unauthorized("the token has expired")),
+        None => return Err(unauthorized("the token has no exp claim")),
+    }
+    if claims
+        .get("nbf")
+        .and_then(serde_json::Value::as_i64)
+        .is_some_and(|nbf| nbf > now)
+    {
+        return Err(unauthorized("the token is not valid yet"));
+    }
+    let scope = claims
+        .get("scope")
+        .and_then(|scope| scope.as_str())
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|scope| scope.parse::<Scope>().ok())
+        .max()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the token grants no scope (read, write or admin)",
+            )
+        })?;
+    let subject = claims
+        .get("sub")
+        .and_then(|sub| sub.as_str())
+        .unwrap_or("anonymous");
+    Ok(Principal {
+        name: format!("jwt:{subject}"),
+        scope,
+    })
+}
+
+/// The scope a request needs: reading needs `read`; changing anything, and MCP sessions
+/// (whose tools write), need `write`.
+fn required_scope(request: &Request) -> Scope {
+    let path = request.uri().path();
+    if path == "/mcp" || path.starts_with("/mcp/") {
+        return Scope::Write;
+    }
+    match *request.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
+        _ => Scope::Write,
+    }
+}
+
+/// The axum middleware: 401 without a valid credential, 403 without the scope, 429 past the
+/// rate limit (with `Retry-After`).
+pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    let principal = match gate.authenticate(&request) {
+        Ok(principal) => principal,
+        Err(error) => {
+            let mut response = error.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    let needed = required_scope(&request);
+    if principal.scope < needed {
+        let message = format!(
+            "this needs the {needed:?} scope; the credential has {:?}",
+            principal.scope
+        )
+        .to_lowercase();
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response();
+    }
+    if let Err(wait) = gate.admit(&principal) {
+        let seconds = wait.as_secs() + 1;
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {seconds} s"),
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lists_parse_and_refuse_weak_or_unknown_scopes() {
+        let keys = ApiKey::parse_list(
+            "# team keys\nread  aaaaaaaaaaaaaaaa editor\n\nwrite bbbbbbbbbbbbbbbbbb\n",
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            (keys[0].name.as_str(), keys[0].scope),
+            ("editor", Scope::Read)
+        );
+        assert_eq!(
+            (keys[1].name.as_str(), keys[1].scope),
+            ("key4", Scope::Write)
+        );
+        assert!(ApiKey::parse_list("read short").is_err());
+        assert!(ApiKey::parse_list("owner aaaaaaaaaaaaaaaa").is_err());
+        assert!(ApiKey::parse_list("aaaaaaaaaaaaaaaa").is_err());
+        assert!(
+            !format!("{:?}", keys[0]).contains("aaaa"),
+            "keys are never printed"
+        );
+    }
+
+    #[test]
+    fn scopes_are_ordered() {
+        assert!(Scope::Read < Scope::Write && Scope::Write < Scope::Admin);
+    }
+}
