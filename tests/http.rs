@@ -1048,3 +1048,62 @@ async fn auth_matrix_and_rate_limit() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+/// The server restarts (its in-process bus forgets everything); an editor reconnects with the
+/// Last-Event-ID it had, and gets what it missed from the store's event table, then live events.
+#[tokio::test]
+async fn sse_resumes_across_a_restart_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let server = spawn_serve(&["--database-url", &db]).await;
+    let at = server.address.clone();
+    call(
+        &at,
+        "POST",
+        "/api/users",
+        &[],
+        Some(r#"{"email":"alice@example.com"}"#),
+    )
+    .await;
+    let mut stream = SseReader::open(&at, "?types=task_created", None).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let body = format!(
+            r#"{{"title":"t{i}","assignee_id":"alice@example.com","repository":"acme/api"}}"#
+        );
+        let (_, _, task) = call(&at, "POST", "/api/tasks", &[], Some(&body)).await;
+        created.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let (first_id, _, _) = stream.next().await;
+    let (second_id, _, second) = stream.next().await;
+    assert_eq!(second["subject"]["task_id"], created[1].as_str());
+    assert!(
+        first_id.parse::<mcp_core::EventId>().unwrap()
+            < second_id.parse::<mcp_core::EventId>().unwrap()
+    );
+    drop(stream);
+    assert!(server.stop().await.success());
+
+    let server = spawn_serve(&["--database-url", &db]).await;
+    let at = server.address.clone();
+    let mut resumed = SseReader::open(&at, "?types=task_created", Some(&second_id)).await;
+    let mut seen = Vec::new();
+    for _ in 2..5 {
+        let (_, kind, event) = resumed.next().await;
+        assert_eq!(kind, "task_created");
+        seen.push(event["subject"]["task_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, created[2..]);
+    // And then live events from the new process.
+    let (_, _, task) = call(
+        &at,
+        "POST",
+        "/api/tasks",
+        &[],
+        Some(r#"{"title":"after","assignee_id":"alice@example.com","repository":"acme/api"}"#),
+    )
+    .await;
+    let (_, _, event) = resumed.next().await;
+    assert_eq!(event["subject"]["task_id"], task["id"]);
+    server.stop().await;
+}

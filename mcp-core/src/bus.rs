@@ -140,6 +140,23 @@ impl Subscription {
         }
     }
 
+    /// Whether the subscription starts by saying events were missed (its resume cursor was too
+    /// old for the bus); if so, that notice is consumed, so the caller can fill the gap from
+    /// elsewhere and go on with what the bus delivers next.
+    pub fn take_initial_resync(&mut self) -> bool {
+        if self.last.is_none() && matches!(self.backlog.front(), Some(Delivery::Resync)) {
+            self.backlog.pop_front();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Delivers nothing with an id up to `id` from now on (it was delivered by other means).
+    pub fn skip_through(&mut self, id: EventId) {
+        self.last = Some(self.last.map_or(id, |last| last.max(id)));
+    }
+
     /// The next delivery, or `None` once the bus has closed this subscription. A subscriber
     /// that could not keep up receives what was queued, then one [`Delivery::Resync`], then
     /// `None`: it should reload and subscribe again.

@@ -108,6 +108,20 @@ impl TaskService {
         }
     }
 
+    /// Published events after `cursor`, in id order, from the store (which remembers further
+    /// back than a bus): `None` when more than `limit` would have to be replayed.
+    pub async fn events_after(
+        &self,
+        cursor: mcp_core::EventId,
+        limit: u32,
+    ) -> Result<Option<Vec<mcp_core::Event>>> {
+        let events = self
+            .store
+            .published_after(cursor, limit.saturating_add(1))
+            .await?;
+        Ok((events.len() <= limit as usize).then_some(events))
+    }
+
     /// The bus this service publishes on, for subscribing to task events.
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus

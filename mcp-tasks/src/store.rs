@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mcp_core::{EventId, NewEvent};
+use mcp_core::{Event, EventId, NewEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,6 +64,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// row published by another process would reach that process's subscribers, not the
     /// writer's. A shared bus (Redis) will claim rows across instances instead.
     async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>>;
+    /// Published events (any instance's) with ids after `cursor`, in id order, at most `limit`:
+    /// the store's memory for clients that resume further back than the bus remembers.
+    async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>>;
     /// Records the ids the bus gave outbox rows, as `(seq, id)` pairs, in one transaction.
     async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()>;
 }

@@ -158,6 +158,7 @@ contract!(
     comments_need_an_existing_task,
     listing_filters_and_pages_with_keyset_cursors,
     the_outbox_holds_one_row_per_write_until_published,
+    published_events_are_read_back_in_id_order,
     service_records_history_with_the_actor,
     service_rejects_stale_versions_with_the_current_one,
     service_publishes_one_event_per_committed_change,
@@ -1333,4 +1334,57 @@ async fn service_keeps_the_comment_of_an_update_that_changes_nothing(store: Arc<
         "still on it, waiting for review"
     );
     assert_eq!(detail.comments[0].author, "alice");
+}
+
+/// The store remembers published events for clients that resume further back than the bus:
+/// in id order (numeric, not text), after a cursor, bounded, whoever published them.
+async fn published_events_are_read_back_in_id_order(store: Arc<dyn TaskStore>) {
+    let alice = user("alice@example.com", None);
+    store.insert_user(&alice).await.unwrap();
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let t = task(&alice, "acme/api", &format!("t{i}"), at(i));
+        let e = event("task_created", &t);
+        store.insert_task(&t, &[], &e).await.unwrap();
+        events.push(e);
+    }
+    let pending = store.pending_events(10).await.unwrap();
+    // Ids chosen so text order and numeric order differ (9 < 10).
+    let ids = [
+        EventId::new(100, 9),
+        EventId::new(100, 10),
+        EventId::new(101, 0),
+        EventId::new(1000, 0),
+    ];
+    let marks: Vec<(i64, EventId)> = pending.iter().zip(ids).map(|(p, id)| (p.seq, id)).collect();
+    store.mark_published(&marks).await.unwrap();
+
+    let after = store
+        .published_after(EventId::new(100, 9), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[1..]);
+    assert_eq!(after[0].kind, "task_created");
+    assert_eq!(after[0].subject, events[1].subject);
+    assert_eq!(after[0].data, events[1].data);
+    assert_eq!(
+        store.published_after(EventId::ZERO, 2).await.unwrap().len(),
+        2
+    );
+    assert!(
+        store
+            .published_after(EventId::new(1000, 0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The unpublished fifth row is not part of the record yet.
+    assert_eq!(
+        store
+            .published_after(EventId::ZERO, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }

@@ -1,6 +1,7 @@
 //! `GET /api/tasks/stream`: task events as Server-Sent Events, for editors that keep a task
 //! list live. Every event has an `id:`; a client that reconnects with `Last-Event-ID` gets what
-//! it missed, or a `resync` event telling it to reload when that can no longer be replayed.
+//! it missed (from the bus, or from the store's event table when the bus no longer holds it), or
+//! a `resync` event telling it to reload when neither can replay it.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -15,7 +16,7 @@ use axum::{
     routing::get,
 };
 use futures_util::stream::{self, Stream, StreamExt};
-use mcp_core::{Delivery, EventFilter, EventId};
+use mcp_core::{Delivery, Event, EventFilter, EventId};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -104,11 +105,26 @@ async fn stream_tasks(
         })?),
         None => None,
     };
-    let subscription = service
+    let mut subscription = service
         .bus()
-        .subscribe(filter, after)
+        .subscribe(filter.clone(), after)
         .await
         .map_err(crate::Error::from)?;
+    // The bus no longer holds what the client missed: the store's event table may.
+    let mut from_store: Vec<SseEvent> = Vec::new();
+    if let Some(cursor) = after
+        && subscription.take_initial_resync()
+    {
+        match service.events_after(cursor, MAX_STORE_REPLAY).await? {
+            Some(events) => {
+                if let Some(last) = events.last() {
+                    subscription.skip_through(last.id);
+                }
+                from_store.extend(events.iter().filter(|e| filter.matches(e)).map(sse_event));
+            }
+            None => from_store.push(resync()),
+        }
+    }
     let stop = shutdown
         .map(|Extension(StreamShutdown(token))| token)
         .unwrap_or_default();
@@ -116,17 +132,11 @@ async fn stream_tasks(
     let hello = SseEvent::default()
         .retry(Duration::from_secs(3))
         .comment("connected");
+    let replayed = stream::iter(from_store);
     let events = stream::unfold(Some(subscription), |state| async move {
         let mut subscription = state?;
         match subscription.recv().await {
-            Some(Delivery::Event(event)) => {
-                let body = serde_json::to_string(&*event).unwrap_or_else(|_| "{}".into());
-                let sse = SseEvent::default()
-                    .id(event.id.to_string())
-                    .event(event.kind.clone())
-                    .data(body);
-                Some((sse, Some(subscription)))
-            }
+            Some(Delivery::Event(event)) => Some((sse_event(&event), Some(subscription))),
             // Events were missed and cannot be replayed: the client must reload. The stream
             // goes on with live events; its cursor stays where it was.
             Some(_) => Some((resync(), Some(subscription))),
@@ -136,6 +146,7 @@ async fn stream_tasks(
         }
     });
     let body = stream::once(async move { hello })
+        .chain(replayed)
         .chain(events)
         .take_until(async move { stop.cancelled_owned().await })
         .map(Ok::<_, Infallible>);
@@ -144,6 +155,17 @@ async fn stream_tasks(
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// At most this many events are replayed from the store; a client further behind reloads.
+const MAX_STORE_REPLAY: u32 = 10_000;
+
+fn sse_event(event: &Event) -> SseEvent {
+    let body = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind.clone())
+        .data(body)
 }
 
 fn resync() -> SseEvent {

@@ -4,7 +4,7 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mcp_core::{EventId, NewEvent};
+use mcp_core::{Event, EventId, NewEvent};
 use sqlx::{
     Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlStr,
     migrate::{Migration, MigrationType, Migrator},
@@ -28,13 +28,24 @@ pub struct PostgresStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/postgres/0001_init.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../migrations/postgres/0001_init.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "event positions".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!(
+                "../../migrations/postgres/0002_event_positions.sql"
+            )),
+            false,
+        ),
+    ])
 }
 
 const TASK_COLUMNS: &str = "SELECT t.id, t.title, t.description, t.status, t.priority, t.complexity, \
@@ -98,6 +109,22 @@ impl<T> Db<T> for std::result::Result<T, sqlx::Error> {
     fn db(self) -> Result<T> {
         self.map_err(storage)
     }
+}
+
+fn corrupt(column: &str) -> Error {
+    Error::Storage(format!("unexpected value in column {column}").into())
+}
+
+/// An event id as the two signed integers the database stores.
+fn id_numbers(id: EventId) -> Result<(i64, i64)> {
+    let out_of_range = || Error::Invalid {
+        field: "event id",
+        message: format!("{id} is out of range"),
+    };
+    Ok((
+        i64::try_from(id.ms()).map_err(|_| out_of_range())?,
+        i64::try_from(id.seq()).map_err(|_| out_of_range())?,
+    ))
 }
 
 fn parsed<T: FromStr>(row: &PgRow, column: &str) -> Result<T> {
@@ -553,15 +580,63 @@ impl TaskStore for PostgresStore {
             .collect()
     }
 
+    async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>> {
+        let (ms, seq) = id_numbers(cursor)?;
+        let rows = sqlx::query(
+            "SELECT published_ms, published_seq, topic, type, actor, subject, data, at FROM events \
+             WHERE published_ms IS NOT NULL AND (published_ms, published_seq) > ($1, $2) \
+             ORDER BY published_ms, published_seq LIMIT $3",
+        )
+        .bind(ms)
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter()
+            .map(|row| {
+                let ms: i64 = row.try_get("published_ms").db()?;
+                let seq: i64 = row.try_get("published_seq").db()?;
+                let subject: Json<_> = row.try_get("subject").db()?;
+                let data: Json<_> = row.try_get("data").db()?;
+                let id = EventId::new(
+                    u64::try_from(ms).map_err(|_| corrupt("published_ms"))?,
+                    u64::try_from(seq).map_err(|_| corrupt("published_seq"))?,
+                );
+                Ok(NewEvent {
+                    topic: row.try_get("topic").db()?,
+                    kind: row.try_get("type").db()?,
+                    actor: row.try_get("actor").db()?,
+                    subject: subject.0,
+                    data: data.0,
+                    at: row.try_get("at").db()?,
+                }
+                .into_event(id))
+            })
+            .collect()
+    }
+
     async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()> {
-        let seqs: Vec<i64> = published.iter().map(|(seq, _)| *seq).collect();
-        let ids: Vec<String> = published.iter().map(|(_, id)| id.to_string()).collect();
+        let mut seqs = Vec::with_capacity(published.len());
+        let mut ids = Vec::with_capacity(published.len());
+        let mut id_ms = Vec::with_capacity(published.len());
+        let mut id_seqs = Vec::with_capacity(published.len());
+        for (seq, id) in published {
+            let (ms, id_seq) = id_numbers(*id)?;
+            seqs.push(*seq);
+            ids.push(id.to_string());
+            id_ms.push(ms);
+            id_seqs.push(id_seq);
+        }
         sqlx::query(
-            "UPDATE events SET published_id = p.id FROM UNNEST($1::BIGINT[], $2::TEXT[]) AS p(seq, id) \
+            "UPDATE events SET published_id = p.id, published_ms = p.ms, published_seq = p.id_seq \
+             FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS p(seq, id, ms, id_seq) \
              WHERE events.seq = p.seq",
         )
         .bind(seqs)
         .bind(ids)
+        .bind(id_ms)
+        .bind(id_seqs)
         .execute(&self.pool)
         .await
         .db()?;

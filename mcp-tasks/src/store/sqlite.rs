@@ -18,7 +18,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mcp_core::{EventId, NewEvent};
+use mcp_core::{Event, EventId, NewEvent};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, ffi, params,
     params_from_iter, types::Value,
@@ -32,7 +32,13 @@ use super::{
 use crate::{Comment, Error, HistoryEntry, Repository, Result, Task, User};
 
 /// Schema versions, applied in order and recorded in `PRAGMA user_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_event_positions.sql"),
+    ),
+];
 
 /// Idle reader connections kept open.
 const MAX_IDLE_READERS: usize = 8;
@@ -225,6 +231,18 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .map_err(storage)?;
     }
     tx.commit().map_err(storage)
+}
+
+/// An event id as the two signed integers the database stores.
+fn id_numbers(id: EventId) -> Result<(i64, i64)> {
+    let out_of_range = || Error::Invalid {
+        field: "event id",
+        message: format!("{id} is out of range"),
+    };
+    Ok((
+        i64::try_from(id.ms()).map_err(|_| out_of_range())?,
+        i64::try_from(id.seq()).map_err(|_| out_of_range())?,
+    ))
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -695,14 +713,48 @@ impl TaskStore for SqliteStore {
         })
     }
 
+    async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>> {
+        let (ms, seq) = id_numbers(cursor)?;
+        self.read(|conn| {
+            let sql = format!(
+                "SELECT published_ms, published_seq, topic, type, actor, subject, data, at FROM events \
+                 WHERE published_ms IS NOT NULL AND (published_ms, published_seq) > (?1, ?2) \
+                 ORDER BY published_ms, published_seq LIMIT {limit}"
+            );
+            query_all(conn, &sql, params![ms, seq], |row| {
+                let ms: i64 = row.get(0).map_err(storage)?;
+                let seq: i64 = row.get(1).map_err(storage)?;
+                let subject = text(row, 5)?;
+                let data = text(row, 6)?;
+                let event = NewEvent {
+                    topic: text(row, 2)?,
+                    kind: text(row, 3)?,
+                    actor: text(row, 4)?,
+                    subject: serde_json::from_str(&subject).map_err(|_| corrupt(5))?,
+                    data: serde_json::from_str(&data).map_err(|_| corrupt(6))?,
+                    at: time(row, 7)?,
+                };
+                let id = EventId::new(
+                    u64::try_from(ms).map_err(|_| corrupt(0))?,
+                    u64::try_from(seq).map_err(|_| corrupt(1))?,
+                );
+                Ok(event.into_event(id))
+            })
+        })
+    }
+
     async fn mark_published(&self, published: &[(i64, EventId)]) -> Result<()> {
         self.write(|tx| {
             let mut statement = tx
-                .prepare_cached("UPDATE events SET published_id = ?1 WHERE seq = ?2")
+                .prepare_cached(
+                    "UPDATE events SET published_id = ?1, published_ms = ?2, published_seq = ?3 \
+                     WHERE seq = ?4",
+                )
                 .map_err(storage)?;
             for (seq, id) in published {
+                let (ms, id_seq) = id_numbers(*id)?;
                 statement
-                    .execute(params![id.to_string(), seq])
+                    .execute(params![id.to_string(), ms, id_seq, seq])
                     .map_err(storage)?;
             }
             Ok(())
