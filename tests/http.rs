@@ -197,6 +197,28 @@ async fn mcp_over_http_with_health_and_a_clean_stop() {
     let listed = ok(&client, "get_tasks", json!({"status": "open"})).await;
     assert_eq!(listed["tasks"][0]["status"], "in_progress");
 
+    let (status, metrics) = http(
+        &server.address,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"switchboard_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"switchboard_http_request_duration_seconds_count{route="/mcp"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_events_published_total 2"),
+        "create + status change: {metrics}"
+    );
+    assert!(metrics.contains("switchboard_bus_failing 0"));
+
     let status = server.stop().await;
     assert!(status.success(), "graceful stop on SIGTERM: {status:?}");
 }

@@ -1,6 +1,6 @@
 //! The task service over HTTP: MCP Streamable HTTP at `/mcp`, the REST API and its event stream
 //! under `/api` (both behind authentication and a rate limit when configured), and the open
-//! `/healthz` / `/readyz`.
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus).
 
 use std::{future::Future, sync::Arc};
 
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error, Result, TaskService, TasksServer,
     auth::{self, AuthConfig, Gate},
+    metrics::{self, Metrics},
     rest,
     service::ListTasks,
 };
@@ -58,21 +59,28 @@ pub fn http_router(
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
+    let metrics = Arc::new(Metrics::default());
     let protected = Router::new()
         .merge(rest::routes())
         .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .layer(Extension(rest::stream::StreamShutdown(shutdown_streams)))
+        .layer(Extension(metrics.clone()))
         .with_state(service.clone())
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
             Gate::new(config.auth.clone()),
             auth::guard,
         ));
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state((metrics.clone(), service.clone()));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(service)
+        .merge(scrape)
         .merge(protected)
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
 }
 
 /// Ready when the store answers a query.

@@ -6,6 +6,7 @@ mod auth;
 mod domain;
 mod error;
 mod http;
+mod metrics;
 mod rest;
 mod server;
 mod stdio;

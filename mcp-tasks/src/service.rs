@@ -90,6 +90,8 @@ pub struct TaskService {
     /// Set when the bus refused an event: writes then leave publishing to the relay loop
     /// instead of each waiting on a bus that is down; the loop clears it when the bus is back.
     bus_failing: std::sync::atomic::AtomicBool,
+    /// Events this service moved from the outbox to the bus.
+    published: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -105,6 +107,7 @@ impl TaskService {
             bus,
             relay: tokio::sync::Mutex::new(()),
             bus_failing: std::sync::atomic::AtomicBool::new(false),
+            published: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -120,6 +123,16 @@ impl TaskService {
             .published_after(cursor, limit.saturating_add(1))
             .await?;
         Ok((events.len() <= limit as usize).then_some(events))
+    }
+
+    /// How many events this service has moved from the outbox to the bus.
+    pub fn events_published(&self) -> u64 {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the bus refused the last events it was offered (they wait in the outbox).
+    pub fn bus_failing(&self) -> bool {
+        self.bus_failing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The bus this service publishes on, for subscribing to task events.
@@ -524,6 +537,8 @@ impl TaskService {
             // Record what did go out before reporting a failure, so it is not sent twice.
             self.store.mark_published(&marks).await?;
             published += marks.len();
+            self.published
+                .fetch_add(marks.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.bus_failing
                 .store(failure.is_some(), std::sync::atomic::Ordering::Relaxed);
             if let Some(error) = failure {

@@ -57,6 +57,7 @@ pub(crate) struct StreamShutdown(pub(crate) CancellationToken);
 async fn stream_tasks(
     State(service): State<Arc<TaskService>>,
     shutdown: Option<Extension<StreamShutdown>>,
+    metrics: Option<Extension<Arc<crate::metrics::Metrics>>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -133,13 +134,15 @@ async fn stream_tasks(
         .retry(Duration::from_secs(3))
         .comment("connected");
     let replayed = stream::iter(from_store);
-    let events = stream::unfold(Some(subscription), |state| async move {
-        let mut subscription = state?;
+    let open = metrics.map(|Extension(metrics)| metrics.stream_opened());
+    // The guard rides along in the stream's state, so the stream counts as open until dropped.
+    let events = stream::unfold(Some((subscription, open)), |state| async move {
+        let (mut subscription, open) = state?;
         match subscription.recv().await {
-            Some(Delivery::Event(event)) => Some((sse_event(&event), Some(subscription))),
+            Some(Delivery::Event(event)) => Some((sse_event(&event), Some((subscription, open)))),
             // Events were missed and cannot be replayed: the client must reload. The stream
             // goes on with live events; its cursor stays where it was.
-            Some(_) => Some((resync(), Some(subscription))),
+            Some(_) => Some((resync(), Some((subscription, open)))),
             // The server cut this subscriber off (it fell behind): say so and end; the client
             // reconnects with its Last-Event-ID.
             None => Some((resync(), None)),
