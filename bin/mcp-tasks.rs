@@ -52,6 +52,10 @@ struct AuthArgs {
     /// File of API keys, one per line: `<read|write|admin> <key> [name]`.
     #[arg(long, env = "MCP_TASKS_API_KEYS_FILE")]
     api_keys_file: Option<PathBuf>,
+    /// API keys in the same form, separated by commas or newlines (prefer the file, or the
+    /// environment variable, to keep keys out of process listings).
+    #[arg(long, env = "MCP_TASKS_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
     /// HS256 secret for JWTs (at least 32 bytes; prefer the environment variable).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -62,7 +66,7 @@ struct AuthArgs {
 
 impl AuthArgs {
     fn config(self) -> anyhow::Result<AuthConfig> {
-        let api_keys = match &self.api_keys_file {
+        let mut api_keys = match &self.api_keys_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading the API keys file {}", path.display()))?;
@@ -71,6 +75,11 @@ impl AuthArgs {
             }
             None => Vec::new(),
         };
+        if let Some(list) = &self.api_keys {
+            api_keys.extend(
+                ApiKey::parse_list(&list.replace(',', "\n")).context("in MCP_TASKS_API_KEYS")?,
+            );
+        }
         let jwt_secret = match self.jwt_secret {
             Some(secret) if secret.len() < 32 => bail!("JWT_SECRET must be at least 32 bytes"),
             Some(secret) => Some(secret.into_bytes()),
