@@ -764,6 +764,33 @@ async fn rest_contract() {
         "no refused request changed the task"
     );
 
+    // The OpenAPI document describes every endpoint.
+    let (status, _, doc) = call(&at, "GET", "/openapi.json", &[], None).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/tasks", "get"),
+        ("/api/tasks", "post"),
+        ("/api/tasks/{id}", "get"),
+        ("/api/tasks/{id}", "patch"),
+        ("/api/tasks/{id}", "delete"),
+        ("/api/tasks/{id}/status", "put"),
+        ("/api/tasks/{id}/comments", "get"),
+        ("/api/tasks/{id}/comments", "post"),
+        ("/api/tasks/{id}/history", "get"),
+        ("/api/tasks/stream", "get"),
+        ("/api/users", "get"),
+        ("/api/users", "post"),
+        ("/api/repositories", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Task"]["properties"]["version"].is_object());
+    assert!(doc["paths"]["/api/tasks/{id}"]["patch"]["responses"]["412"].is_object());
+
     // Delete with the current ETag.
     let (status, _, body) = call(
         &at,

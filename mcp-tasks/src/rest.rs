@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<Arc<TaskService>> {
     stream::routes()
         .merge(tasks::routes())
         .merge(users::routes())
+        .route("/openapi.json", axum::routing::get(openapi))
 }
 
 /// An error response: a status and `{"error":{"code","message","details"}}`.
@@ -57,12 +58,71 @@ impl ApiError {
     }
 }
 
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_argument`, `not_found`, `version_conflict`, …
+    code: &'static str,
+    /// For people: what was wrong and what is valid.
+    message: String,
+    /// Structured specifics (the field, the current version, suggestions), or null.
+    #[schema(value_type = Object)]
+    details: Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The OpenAPI document of the REST API, generated from the handlers and types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard tasks API",
+        description = "Tasks for agents and editors: REST, and Server-Sent Events for live updates."
+    ),
+    paths(
+        tasks::list,
+        tasks::create,
+        tasks::read,
+        tasks::update,
+        tasks::set_status,
+        tasks::remove,
+        tasks::comments,
+        tasks::comment,
+        tasks::history,
+        stream::stream_tasks,
+        users::list_users,
+        users::add_user,
+        users::list_repositories
+    ),
+    components(schemas(
+        ErrorBody,
+        crate::Task,
+        crate::User,
+        crate::Repository,
+        crate::Comment,
+        crate::HistoryEntry
+    ))
+)]
+pub(crate) struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 impl From<Error> for ApiError {

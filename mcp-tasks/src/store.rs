@@ -128,7 +128,9 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn TaskStore>> {
 
 /// A status filter: one status, or `open` for every status that is not finished
 /// (not_started, in_progress, blocked or in_review).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusFilter {
     Open,

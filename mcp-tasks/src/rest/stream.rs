@@ -37,9 +37,10 @@ pub(super) fn routes() -> Router<Arc<TaskService>> {
     Router::new().route("/api/tasks/stream", get(stream_tasks))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct StreamQuery {
+pub(super) struct StreamQuery {
     /// Only tasks assigned to this user (id, email or GitHub username).
     user_id: Option<String>,
     /// Comma-separated `owner/name` list.
@@ -54,7 +55,11 @@ struct StreamQuery {
 #[derive(Clone, Debug)]
 pub(crate) struct StreamShutdown(pub(crate) CancellationToken);
 
-async fn stream_tasks(
+#[utoipa::path(get, path = "/api/tasks/stream", tag = "tasks", params(StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
+    responses((status = 200, description = "Server-Sent Events: task_* events and resync", content_type = "text/event-stream"),
+        (status = 400, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+pub(super) async fn stream_tasks(
     State(service): State<Arc<TaskService>>,
     shutdown: Option<Extension<StreamShutdown>>,
     metrics: Option<Extension<Arc<crate::metrics::Metrics>>>,

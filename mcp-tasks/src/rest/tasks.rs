@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, ApiQuery, DEFAULT_ACTOR, etag, if_match};
+use super::{ApiError, ApiJson, ApiQuery, DEFAULT_ACTOR, ErrorBody, etag, if_match};
 use crate::{
     Comment, Complexity, HistoryEntry, Priority, Status, Task, TaskService,
     service::{ListTasks, NewTask, TaskPatch},
@@ -37,9 +37,10 @@ fn with_etag(status: StatusCode, task: Task) -> Response {
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
     /// Same as `assignee` (the original API's name).
     user_id: Option<String>,
     assignee: Option<String>,
@@ -51,14 +52,16 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct TaskPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct TaskPage {
     tasks: Vec<Task>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn list(
     State(service): State<Arc<TaskService>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
@@ -88,9 +91,9 @@ async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTask {
+pub(super) struct CreateTask {
     title: String,
     #[serde(default)]
     description: String,
@@ -103,7 +106,9 @@ struct CreateTask {
     created_by: Option<String>,
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTask,
+    responses((status = 201, body = Task, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn create(
     State(service): State<Arc<TaskService>>,
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
@@ -129,7 +134,9 @@ async fn create(
     Ok(response)
 }
 
-async fn read(
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, body = Task, headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn read(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -137,9 +144,9 @@ async fn read(
     Ok(with_etag(StatusCode::OK, task))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateTask {
+pub(super) struct UpdateTask {
     title: Option<String>,
     description: Option<String>,
     status: Option<Status>,
@@ -153,7 +160,10 @@ struct UpdateTask {
 }
 
 /// `PATCH` needs `If-Match`: an editor must not overwrite a change it has not seen.
-async fn update(
+#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", request_body = UpdateTask,
+    params(("id" = String, Path), ("If-Match" = String, Header, description = "The ETag read, or *")),
+    responses((status = 200, body = Task, headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 428, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn update(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -181,9 +191,9 @@ async fn update(
     Ok(with_etag(StatusCode::OK, modified.into_task()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetStatus {
+pub(super) struct SetStatus {
     #[serde(alias = "new_status")]
     status: Status,
     updated_by: Option<String>,
@@ -192,7 +202,10 @@ struct SetStatus {
 
 /// `PUT .../status` moves a task whatever its version (like the MCP tool); `If-Match` is
 /// honoured when sent.
-async fn set_status(
+#[utoipa::path(put, path = "/api/tasks/{id}/status", tag = "tasks", request_body = SetStatus,
+    params(("id" = String, Path)),
+    responses((status = 200, body = Task, headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn set_status(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -220,14 +233,18 @@ async fn set_status(
     Ok(with_etag(StatusCode::OK, modified.into_task()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct DeleteQuery {
+pub(super) struct DeleteQuery {
     deleted_by: Option<String>,
 }
 
 /// `DELETE` needs `If-Match` too.
-async fn remove(
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path), ("If-Match" = String, Header, description = "The ETag read, or *"), DeleteQuery),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 428, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn remove(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -239,21 +256,26 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn comments(
+#[utoipa::path(get, path = "/api/tasks/{id}/comments", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Comment>), (status = 404, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn comments(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Comment>>, ApiError> {
     Ok(Json(service.get_task_detail(&id).await?.comments))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddComment {
+pub(super) struct AddComment {
     comment: String,
     author: Option<String>,
 }
 
-async fn comment(
+#[utoipa::path(post, path = "/api/tasks/{id}/comments", tag = "tasks", request_body = AddComment,
+    params(("id" = String, Path)),
+    responses((status = 201, body = Comment), (status = 404, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn comment(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddComment>,
@@ -263,7 +285,9 @@ async fn comment(
     Ok((StatusCode::CREATED, Json(comment)))
 }
 
-async fn history(
+#[utoipa::path(get, path = "/api/tasks/{id}/history", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<HistoryEntry>), (status = 404, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+pub(super) async fn history(
     State(service): State<Arc<TaskService>>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
