@@ -196,6 +196,20 @@ async fn mcp_over_http_with_health_and_a_clean_stop() {
     );
     let listed = ok(&client, "get_tasks", json!({"status": "open"})).await;
     assert_eq!(listed["tasks"][0]["status"], "in_progress");
+    // A change made through REST reaches the MCP resource subscriber too.
+    let patch = format!(
+        "PATCH /api/tasks/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-Match: *\r\nContent-Type: application/json\r\nContent-Length: 21\r\nConnection: close\r\n\r\n{{\"priority\":\"urgent\"}}",
+        task["id"].as_str().unwrap()
+    );
+    let (status, _) = http(&server.address, &patch).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        tokio::time::timeout(WAIT, updates.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        uri
+    );
 
     let (status, metrics) = http(
         &server.address,
@@ -214,8 +228,8 @@ async fn mcp_over_http_with_health_and_a_clean_stop() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("switchboard_events_published_total 2"),
-        "create + status change: {metrics}"
+        metrics.contains("switchboard_events_published_total 3"),
+        "create, status change, REST patch: {metrics}"
     );
     assert!(metrics.contains("switchboard_bus_failing 0"));
 
