@@ -46,8 +46,8 @@ enum Command {
     },
 }
 
-/// Who may call the HTTP API.
-#[derive(Debug, Args)]
+/// Who may call the HTTP API. (Debug is written by hand: these hold secrets.)
+#[derive(Args)]
 struct AuthArgs {
     /// File of API keys, one per line: `<read|write|admin> <key> [name]`.
     #[arg(long, env = "MCP_TASKS_API_KEYS_FILE")]
@@ -62,6 +62,20 @@ struct AuthArgs {
     /// Requests per second per credential (bursts of twice as many); 0 for no limit.
     #[arg(long, env = "MCP_TASKS_RATE_LIMIT", default_value_t = 50)]
     rate_limit: u32,
+}
+
+impl std::fmt::Debug for AuthArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthArgs")
+            .field("api_keys_file", &self.api_keys_file)
+            .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 impl AuthArgs {

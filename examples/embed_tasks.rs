@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::{Router, routing::get};
+use axum::{Router, routing::get, serve::ListenerExt};
 use mcp_core::MemoryBus;
 use mcp_tasks::{HttpConfig, TaskService, http_router, store::SqliteStore};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,13 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    // TCP_NODELAY on every connection: rmcp streams its responses, and with Nagle on each MCP
+    // call would wait on a delayed ACK.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     eprintln!(
         "listening on http://127.0.0.1:3000 (database {})",
         path.display()

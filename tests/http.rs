@@ -257,6 +257,26 @@ async fn a_foreign_browser_origin_is_refused() {
     };
     let (status, _) = http(&server.address, &request("http://evil.example")).await;
     assert_eq!(status, 403);
+    // The REST API is guarded the same way (DNS rebinding): a foreign Origin or Host is refused.
+    let (status, body) = http(&server.address, "GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(
+        &server.address,
+        "GET /api/tasks HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = http(&server.address, "GET /api/tasks HTTP/1.1\r\nHost: localhost:1234\r\nOrigin: http://localhost:3000\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let (status, _) = http(
+        &server.address,
+        "GET /healthz HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "probes reach the health endpoints by any address"
+    );
     let (status, response) = http(&server.address, &request("http://localhost:3000")).await;
     assert_eq!(status, 200, "{response}");
     assert!(response.contains("switchboard-tasks"));
@@ -745,6 +765,23 @@ async fn rest_contract() {
             None,
             412,
             "version_conflict",
+        ),
+        (
+            "PATCH",
+            &format!("/api/tasks/{id}"),
+            vec![("If-Match", "W/\"3\"")],
+            Some(r#"{"title":"x"}"#),
+            412,
+            "version_conflict",
+        ),
+        ("GET", "/api/nothing-here", vec![], None, 404, "not_found"),
+        (
+            "PUT",
+            "/api/users",
+            vec![],
+            Some("{}"),
+            405,
+            "method_not_allowed",
         ),
     ] {
         let (status, _, body) = call(&at, method, path, &headers, body).await;

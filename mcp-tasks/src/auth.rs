@@ -109,7 +109,7 @@ impl ApiKey {
 
 /// The credentials the HTTP API accepts, and its rate limit. No keys and no JWT secret means
 /// authentication is off (allowed on loopback addresses only).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AuthConfig {
     pub api_keys: Vec<ApiKey>,
     /// HS256 secret for JWTs (at least 32 bytes).
@@ -117,6 +117,19 @@ pub struct AuthConfig {
     /// Requests per second each credential may make (burst of twice as many); `None` for no
     /// limit.
     pub rate_limit: Option<u32>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("api_keys", &self.api_keys)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 impl AuthConfig {

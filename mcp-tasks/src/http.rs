@@ -47,6 +47,10 @@ pub fn http_router(
 ) -> Router {
     let mut allowed_hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     allowed_hosts.extend(config.allowed_hosts.iter().cloned());
+    let origin_check = Arc::new(OriginCheck {
+        hosts: allowed_hosts.clone(),
+        origins: config.allowed_origins.clone(),
+    });
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts)
         .with_allowed_origins(config.allowed_origins.iter().cloned())
@@ -80,7 +84,77 @@ pub fn http_router(
         .with_state(service)
         .merge(scrape)
         .merge(protected)
+        .fallback(rest::not_found)
+        .method_not_allowed_fallback(rest::method_not_allowed)
+        .layer(middleware::from_fn_with_state(origin_check, check_origin))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// Which `Host` and `Origin` headers the whole HTTP surface answers (not only `/mcp`): a web
+/// page that rebinds its name to 127.0.0.1 must not reach the API through the user's browser.
+#[derive(Debug)]
+struct OriginCheck {
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+async fn check_origin(
+    State(check): State<Arc<OriginCheck>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // Probes and scrapers call these by the machine's address; they reveal nothing.
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    // Owned copies: nothing borrowed from the request may live across the await below.
+    let (host, origin) = {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header(axum::http::header::HOST),
+            header(axum::http::header::ORIGIN),
+        )
+    };
+    if let Some(host) = host.as_deref() {
+        // Host is `name[:port]`, with IPv6 names in brackets.
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        if !check
+            .hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name))
+        {
+            return rest::ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("host {name:?} is not served here; add it with --allowed-host"),
+            )
+            .into_response();
+        }
+    }
+    if let Some(origin) = origin.as_deref()
+        && !check
+            .origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+    {
+        return rest::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("origin {origin:?} is not allowed; add it with --allowed-origin"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Ready when the store answers a query.
@@ -115,7 +189,10 @@ pub async fn serve_http(
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let relay_stop = stop.clone();
+    // The relay outlives the server: requests still finishing when the signal comes may commit
+    // events, and the relay's final flush must come after them.
+    let relay_token = CancellationToken::new();
+    let relay_stop = relay_token.clone();
     let relay_service = service.clone();
     let relay = tokio::spawn(async move {
         relay_service
@@ -134,7 +211,8 @@ pub async fn serve_http(
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
     stop.cancel();
-    // The relay's last act is a final flush of the outbox.
+    // Every request has finished: the relay's last act is a final flush of the outbox.
+    relay_token.cancel();
     let _ = relay.await;
     Ok(())
 }

@@ -234,6 +234,27 @@ where
     }
 }
 
+/// JSON 404 for paths the API does not have.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+/// JSON 405 for a method a path does not take.
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
 /// A task's entity tag: its version.
 pub(crate) fn etag(version: i64) -> String {
     format!("\"{version}\"")
@@ -253,8 +274,15 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    text.trim_start_matches("W/")
-        .strip_prefix('"')
+    // If-Match compares strongly: a weak tag never matches (RFC 9110, 13.1.1).
+    if text.starts_with("W/") {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_conflict",
+            "If-Match needs a strong ETag, like \"3\"; weak tags never match",
+        ));
+    }
+    text.strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .and_then(|version| version.parse::<i64>().ok())
         .map(Some)

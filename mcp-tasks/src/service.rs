@@ -92,6 +92,9 @@ pub struct TaskService {
     bus_failing: std::sync::atomic::AtomicBool,
     /// Events this service moved from the outbox to the bus.
     published: std::sync::atomic::AtomicU64,
+    /// When a write last tried to publish (ms since the epoch), to pace retries while the bus
+    /// is failing.
+    last_attempt_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -108,6 +111,7 @@ impl TaskService {
             relay: tokio::sync::Mutex::new(()),
             bus_failing: std::sync::atomic::AtomicBool::new(false),
             published: std::sync::atomic::AtomicU64::new(0),
+            last_attempt_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -574,10 +578,20 @@ impl TaskService {
     }
 
     async fn publish_pending(&self) {
-        if self.bus_failing.load(std::sync::atomic::Ordering::Relaxed) {
-            // The relay loop retries; this write need not wait on a bus that is down.
+        // While the bus is refusing events, a write tries it at most once a second (the relay
+        // loop, when running, retries too): writes need not each wait on a bus that is down,
+        // and an embedder that runs no relay loop still recovers by itself.
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        if self.bus_failing.load(std::sync::atomic::Ordering::Relaxed)
+            && now_ms.saturating_sub(
+                self.last_attempt_ms
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ) < 1_000
+        {
             return;
         }
+        self.last_attempt_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = self.flush_outbox().await {
             // The change is committed; its event waits in the outbox for the next flush.
             tracing::warn!(%error, "events not published yet");

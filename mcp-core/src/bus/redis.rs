@@ -233,9 +233,11 @@ async fn follow(client: Client, stream: String, mut last: String, subscribers: A
     let mut backoff = Duration::from_millis(100);
     let mut connected_before = false;
     loop {
+        // No 500 ms default: a blocking read waits READ_BLOCK by design. But not forever either:
+        // a half-open connection must be noticed.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(None);
+            .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
         let mut conn = match client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -248,7 +250,6 @@ async fn follow(client: Client, stream: String, mut last: String, subscribers: A
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
         if connected_before {
             // Entries trimmed while we were away are lost to this reader: say so.
             let gap = match last.parse::<EventId>() {
@@ -275,12 +276,20 @@ async fn follow(client: Client, stream: String, mut last: String, subscribers: A
                 .await;
             let streams = match reply {
                 Ok(Some(streams)) => streams,
-                Ok(None) => continue,
+                Ok(None) => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "redis bus reader lost its connection; reconnecting");
+                    // Back off here too: an error Redis answers at once (LOADING, WRONGTYPE)
+                    // must not turn into a hot loop.
+                    tracing::warn!(%error, ?backoff, "redis bus reader failed; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     break;
                 }
             };
+            backoff = Duration::from_millis(100);
             for (_, entries) in streams {
                 let mut fanout = lock(&subscribers);
                 for entry in &entries {
