@@ -19,6 +19,9 @@ use crate::{
     store::{Cursor, Modified, StatusFilter, TaskPage, TaskQuery, TaskStore, TaskWrite},
 };
 
+/// How long an unpublished outbox row of another instance waits before this one takes it over.
+const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The topic every task event is published on.
 pub const TOPIC: &str = "tasks";
 
@@ -565,6 +568,16 @@ impl TaskService {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticks.tick() => {}
+            }
+            // Rows left behind by an instance that died (or cannot reach the bus) for a minute
+            // are taken over, so a restart during a bus outage loses nothing.
+            match self.store.adopt_orphans(ORPHAN_AFTER).await {
+                Ok(0) => {}
+                Ok(adopted) => tracing::info!(
+                    adopted,
+                    "took over events another instance left unpublished"
+                ),
+                Err(error) => tracing::debug!(%error, "cannot look for orphaned events"),
             }
             match self.flush_outbox().await {
                 Ok(0) => {}

@@ -64,6 +64,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// row published by another process would reach that process's subscribers, not the
     /// writer's. A shared bus (Redis) will claim rows across instances instead.
     async fn pending_events(&self, limit: u32) -> Result<Vec<OutboxEvent>>;
+    /// Takes over the unpublished outbox rows of other instances that are older than
+    /// `older_than` (their writer died, or has not reached the bus for that long), so this
+    /// instance's relay publishes them. Returns how many. Delivery is at least once: a writer
+    /// that was merely slow may publish such a row too.
+    async fn adopt_orphans(&self, older_than: std::time::Duration) -> Result<u64>;
     /// Published events (any instance's) with ids after `cursor`, in id order, at most `limit`:
     /// the store's memory for clients that resume further back than the bus remembers.
     async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>>;

@@ -146,7 +146,10 @@ macro_rules! contract_shared {
     };
 }
 
-contract_shared!(each_instance_relays_only_its_own_events);
+contract_shared!(
+    each_instance_relays_only_its_own_events,
+    orphaned_events_are_taken_over,
+);
 
 contract!(
     users_are_found_by_id_email_or_github_username,
@@ -1386,5 +1389,50 @@ async fn published_events_are_read_back_in_id_order(store: Arc<dyn TaskStore>) {
             .unwrap()
             .len(),
         4
+    );
+}
+
+/// An instance died with events unpublished: another takes them over once they are old enough,
+/// and not before.
+async fn orphaned_events_are_taken_over(dead: Arc<dyn TaskStore>, alive: Arc<dyn TaskStore>) {
+    let alice = user("alice@example.com", None);
+    dead.insert_user(&alice).await.unwrap();
+    let t = task(&alice, "acme/api", "left behind", at(1));
+    let just_now = event("task_created", &t).with_at(Utc::now().trunc_subsecs(6));
+    dead.insert_task(&t, &[], &just_now).await.unwrap();
+    assert_eq!(
+        alive
+            .adopt_orphans(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "too young to adopt"
+    );
+    assert!(alive.pending_events(10).await.unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        alive
+            .adopt_orphans(std::time::Duration::from_millis(10))
+            .await
+            .unwrap(),
+        1
+    );
+    let adopted = alive.pending_events(10).await.unwrap();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(
+        adopted[0].event.subject.get("task_id"),
+        Some(&t.id.to_string())
+    );
+    assert!(
+        dead.pending_events(10).await.unwrap().is_empty(),
+        "no longer the dead one's"
+    );
+    assert_eq!(
+        alive
+            .adopt_orphans(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "its own rows are not adopted again"
     );
 }

@@ -580,6 +580,20 @@ impl TaskStore for PostgresStore {
             .collect()
     }
 
+    async fn adopt_orphans(&self, older_than: Duration) -> Result<u64> {
+        let older_than = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now() - older_than;
+        let done = sqlx::query(
+            "UPDATE events SET origin = $1 WHERE published_id IS NULL AND origin <> $1 AND at < $2",
+        )
+        .bind(&self.origin)
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+
     async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>> {
         let (ms, seq) = id_numbers(cursor)?;
         let rows = sqlx::query(

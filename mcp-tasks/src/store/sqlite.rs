@@ -713,6 +713,22 @@ impl TaskStore for SqliteStore {
         })
     }
 
+    async fn adopt_orphans(&self, older_than: Duration) -> Result<u64> {
+        let cutoff = micros(chrono::Utc::now())
+            .saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        self.write(|tx| {
+            let adopted = tx
+                .execute(
+                    "UPDATE events SET origin = ?1 \
+                     WHERE published_id IS NULL AND origin <> ?1 AND at < ?2",
+                    params![self.inner.origin, cutoff],
+                )
+                .map_err(storage)?;
+            Ok(adopted as u64)
+        })
+        .await
+    }
+
     async fn published_after(&self, cursor: EventId, limit: u32) -> Result<Vec<Event>> {
         let (ms, seq) = id_numbers(cursor)?;
         self.read(|conn| {
