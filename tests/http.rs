@@ -331,9 +331,22 @@ async fn two_instances_share_postgres_and_redis() {
     let b = spawn_serve(&["--database-url", &scoped, "--redis-url", &redis_url]).await;
     let (on_a, _) = connect(&a.mcp_url()).await;
     let (on_b, mut updates_on_b) = connect(&b.mcp_url()).await;
+    // An editor streaming from B.
+    let mut editor_on_b = SseReader::open(
+        &b.address,
+        "?repositories=acme/api&types=task_created",
+        None,
+    )
+    .await;
     ok(&on_a, "add_user", json!({"email": "alice@example.com"})).await;
     let task = ok(&on_a, "create_task", json!({"title": "shared", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api"})).await;
     let uri = format!("task://{}", task["id"].as_str().unwrap());
+    // A create through A's MCP endpoint reaches the SSE client of B.
+    let (_, kind, event) = editor_on_b.next().await;
+    assert_eq!(
+        (kind.as_str(), &event["subject"]["task_id"]),
+        ("task_created", &task["id"])
+    );
     // B sees A's write (same database)...
     let listed = ok(&on_b, "get_tasks", json!({})).await;
     assert_eq!(listed["tasks"][0]["id"], task["id"]);

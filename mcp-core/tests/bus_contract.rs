@@ -88,6 +88,7 @@ contract!(
     subscribers_get_matching_events_in_order,
     a_resumed_subscription_replays_then_goes_live_without_gaps,
     every_instance_hears_every_publisher,
+    resuming_while_others_publish_loses_and_repeats_nothing,
 );
 
 fn ev(kind: &str, repo: &str) -> NewEvent {
@@ -338,4 +339,39 @@ async fn redis_outage_then_recovery() {
     };
     let heard = next_event(&mut on_b).await;
     assert_eq!((heard.id, heard.kind.as_str()), (after.id, "after"));
+}
+
+/// The race a resuming subscriber lives in: events keep being published while it subscribes
+/// (between its replay and its going live). Whatever the interleaving, it sees every event after
+/// its cursor exactly once, in order.
+async fn resuming_while_others_publish_loses_and_repeats_nothing(
+    a: Arc<dyn EventBus>,
+    b: Arc<dyn EventBus>,
+) {
+    let cursor = a.publish(ev("x", "a/b")).await.unwrap().id;
+    let publisher = a.clone();
+    let publishing = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for _ in 0..300 {
+            ids.push(publisher.publish(ev("x", "a/b")).await.unwrap().id);
+            tokio::task::yield_now().await;
+        }
+        ids
+    });
+    // Subscribe several times while the publisher runs, each from the same cursor.
+    let mut subscriptions = Vec::new();
+    for _ in 0..5 {
+        subscriptions.push(b.subscribe(EventFilter::all(), Some(cursor)).await.unwrap());
+        tokio::task::yield_now().await;
+    }
+    let published = publishing.await.unwrap();
+    for mut subscription in subscriptions {
+        let mut got = Vec::new();
+        while got.len() < published.len() {
+            got.push(next_event(&mut subscription).await.id);
+        }
+        assert_eq!(got, published);
+        let extra = tokio::time::timeout(Duration::from_millis(50), subscription.recv()).await;
+        assert!(extra.is_err(), "a repeat or a stray: {extra:?}");
+    }
 }
