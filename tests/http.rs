@@ -1117,6 +1117,28 @@ async fn auth_matrix_and_rate_limit() {
         }
     }
 
+    // With authentication on, history names the credential, and whom it said it acted for.
+    let (status, _, task) = call(
+        &at,
+        "POST",
+        "/api/tasks",
+        &[("Authorization", &bearer(&write_jwt))],
+        Some(r#"{"title":"audited","assignee_id":"alice@example.com","repository":"acme/api","created_by":"alice@example.com"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["created_by"], "alice@example.com (via jwt:ci)");
+    let history_path = format!("/api/tasks/{}/history", task["id"].as_str().unwrap());
+    let (_, _, history) = call(
+        &at,
+        "GET",
+        &history_path,
+        &[("Authorization", "Bearer reader-key-0123456789")],
+        None,
+    )
+    .await;
+    assert_eq!(history[0]["actor"], "alice@example.com (via jwt:ci)");
+
     // MCP over HTTP with a write key.
     let transport = StreamableHttpClientTransport::from_config(
         rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
@@ -1126,8 +1148,8 @@ async fn auth_matrix_and_rate_limit() {
     );
     let (tx, _rx) = mpsc::unbounded_channel();
     let client = Agent { updates: tx }.serve(transport).await.unwrap();
-    let users = ok(&client, "get_tasks", json!({})).await;
-    assert!(users["tasks"].as_array().unwrap().is_empty());
+    let listing = ok(&client, "get_tasks", json!({})).await;
+    assert_eq!(listing["tasks"][0]["title"], "audited");
     client.cancel().await.unwrap();
 
     // Rate limit: 5 per second with bursts of 10, per credential.

@@ -138,11 +138,22 @@ impl AuthConfig {
     }
 }
 
-/// Who made a request.
+/// Who made a request. Put in the request's extensions by [`guard`] when authentication is on.
 #[derive(Debug, Clone)]
 pub(crate) struct Principal {
     name: String,
     scope: Scope,
+}
+
+impl Principal {
+    /// The actor to record for a change this principal makes, naming whom it says it acts for
+    /// (`claimed`) without letting that hide who really made it.
+    pub(crate) fn actor(&self, claimed: Option<&str>) -> String {
+        match claimed.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(claimed) if claimed != self.name => format!("{claimed} (via {})", self.name),
+            _ => self.name.clone(),
+        }
+    }
 }
 
 /// The middleware's state: credentials and the buckets of the rate limit.
@@ -358,6 +369,10 @@ pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next:
         }
         return response;
     }
+    let mut request = request;
+    if gate.config.is_enabled() {
+        request.extensions_mut().insert(principal);
+    }
     next.run(request).await
 }
 
@@ -386,6 +401,21 @@ mod tests {
         assert!(
             !format!("{:?}", keys[0]).contains("aaaa"),
             "keys are never printed"
+        );
+    }
+
+    #[test]
+    fn the_recorded_actor_names_the_credential() {
+        let principal = Principal {
+            name: "key:editor".into(),
+            scope: Scope::Write,
+        };
+        assert_eq!(principal.actor(None), "key:editor");
+        assert_eq!(principal.actor(Some(" ")), "key:editor");
+        assert_eq!(principal.actor(Some("key:editor")), "key:editor");
+        assert_eq!(
+            principal.actor(Some("alice@example.com")),
+            "alice@example.com (via key:editor)"
         );
     }
 

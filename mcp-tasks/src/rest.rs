@@ -22,8 +22,21 @@ use crate::{Error, TaskService};
 /// The largest request body accepted (a task's longest description is 20,000 characters).
 pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The actor recorded when a REST call names none.
+/// The actor recorded when a REST call names none and authentication is off.
 const DEFAULT_ACTOR: &str = "api";
+
+/// The actor to record: with authentication on, the credential (and whom it says it acts for);
+/// without, whom the request names, or [`DEFAULT_ACTOR`].
+pub(crate) fn actor(principal: Option<&crate::auth::Principal>, claimed: Option<&str>) -> String {
+    match principal {
+        Some(principal) => principal.actor(claimed),
+        None => claimed
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .unwrap_or(DEFAULT_ACTOR)
+            .to_owned(),
+    }
+}
 
 pub(crate) fn routes() -> Router<Arc<TaskService>> {
     // The stream's fixed path is matched before the task-id route.

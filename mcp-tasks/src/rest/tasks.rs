@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -11,7 +11,8 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiJson, ApiQuery, DEFAULT_ACTOR, ErrorBody, etag, if_match};
+use super::{ApiError, ApiJson, ApiQuery, ErrorBody, actor, etag, if_match};
+use crate::auth::Principal;
 use crate::{
     Comment, Complexity, HistoryEntry, Priority, Status, Task, TaskService,
     service::{ListTasks, NewTask, TaskPatch},
@@ -110,9 +111,10 @@ pub(super) struct CreateTask {
     responses((status = 201, body = Task, headers(("ETag" = String), ("Location" = String))), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub(super) async fn create(
     State(service): State<Arc<TaskService>>,
+    principal: Option<Extension<Principal>>,
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
-    let actor = body.created_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let actor = actor(principal.as_deref(), body.created_by.as_deref());
     let task = service
         .create_task(
             NewTask {
@@ -165,12 +167,13 @@ pub(super) struct UpdateTask {
     responses((status = 200, body = Task, headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 428, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub(super) async fn update(
     State(service): State<Arc<TaskService>>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateTask>,
 ) -> Result<Response, ApiError> {
     let expected_version = if_match(&headers)?;
-    let actor = body.updated_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let actor = actor(principal.as_deref(), body.updated_by.as_deref());
     let patch = TaskPatch {
         title: body.title,
         description: body.description,
@@ -207,6 +210,7 @@ pub(super) struct SetStatus {
     responses((status = 200, body = Task, headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub(super) async fn set_status(
     State(service): State<Arc<TaskService>>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SetStatus>,
@@ -216,7 +220,7 @@ pub(super) async fn set_status(
     } else {
         None
     };
-    let actor = body.updated_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let actor = actor(principal.as_deref(), body.updated_by.as_deref());
     let patch = TaskPatch {
         status: Some(body.status),
         ..TaskPatch::default()
@@ -246,12 +250,13 @@ pub(super) struct DeleteQuery {
     responses((status = 204), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 428, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub(super) async fn remove(
     State(service): State<Arc<TaskService>>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let expected_version = if_match(&headers)?;
-    let actor = query.deleted_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let actor = actor(principal.as_deref(), query.deleted_by.as_deref());
     service.delete_task(&id, &actor, expected_version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -277,10 +282,11 @@ pub(super) struct AddComment {
     responses((status = 201, body = Comment), (status = 404, body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub(super) async fn comment(
     State(service): State<Arc<TaskService>>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddComment>,
 ) -> Result<(StatusCode, Json<Comment>), ApiError> {
-    let author = body.author.unwrap_or_else(|| DEFAULT_ACTOR.into());
+    let author = actor(principal.as_deref(), body.author.as_deref());
     let comment = service.add_comment(&id, &body.comment, &author).await?;
     Ok((StatusCode::CREATED, Json(comment)))
 }
