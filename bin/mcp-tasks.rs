@@ -84,14 +84,15 @@ impl AuthArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading the API keys file {}", path.display()))?;
-                ApiKey::parse_list(&text)
+                ApiKey::parse_list(&text, "file")
                     .with_context(|| format!("in the API keys file {}", path.display()))?
             }
             None => Vec::new(),
         };
         if let Some(list) = &self.api_keys {
             api_keys.extend(
-                ApiKey::parse_list(&list.replace(',', "\n")).context("in MCP_TASKS_API_KEYS")?,
+                ApiKey::parse_list(&list.replace(',', "\n"), "env")
+                    .context("in MCP_TASKS_API_KEYS")?,
             );
         }
         let jwt_secret = match self.jwt_secret {

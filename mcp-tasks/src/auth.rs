@@ -67,6 +67,9 @@ impl std::fmt::Debug for ApiKey {
 
 const MIN_SECRET_LEN: usize = 16;
 
+/// Rate-limit buckets kept before idle ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
 impl ApiKey {
     pub fn new(name: impl Into<String>, scope: Scope, secret: &str) -> Result<Self> {
         if secret.len() < MIN_SECRET_LEN {
@@ -83,8 +86,9 @@ impl ApiKey {
     }
 
     /// Keys in the text form of a keys file: one per line, `<scope> <key> [name]`; blank lines
-    /// and `#` comments are skipped.
-    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+    /// and `#` comments are skipped. An unnamed key is named `<source>:<line>` (so keys from
+    /// different sources never share a name, a rate-limit bucket or an audit trail).
+    pub fn parse_list(text: &str, source: &str) -> Result<Vec<Self>> {
         let mut keys = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -100,7 +104,7 @@ impl ApiKey {
             };
             let name = words
                 .next()
-                .map_or_else(|| format!("key{}", number + 1), str::to_owned);
+                .map_or_else(|| format!("{source}:{}", number + 1), str::to_owned);
             keys.push(Self::new(name, scope.parse()?, secret)?);
         }
         Ok(keys)
@@ -237,6 +241,11 @@ impl Gate {
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Bounded memory: with many credentials, forget the buckets idle long enough to be full.
+        if buckets.len() > MAX_BUCKETS {
+            let refill = Duration::from_secs_f64(burst / rate);
+            buckets.retain(|_, bucket| now.duration_since(bucket.refreshed) < refill);
+        }
         let bucket = buckets.entry(principal.name.clone()).or_insert(Bucket {
             tokens: burst,
             refreshed: now,
@@ -384,6 +393,7 @@ mod tests {
     fn key_lists_parse_and_refuse_weak_or_unknown_scopes() {
         let keys = ApiKey::parse_list(
             "# team keys\nread  aaaaaaaaaaaaaaaa editor\n\nwrite bbbbbbbbbbbbbbbbbb\n",
+            "file",
         )
         .unwrap();
         assert_eq!(keys.len(), 2);
@@ -393,11 +403,11 @@ mod tests {
         );
         assert_eq!(
             (keys[1].name.as_str(), keys[1].scope),
-            ("key4", Scope::Write)
+            ("file:4", Scope::Write)
         );
-        assert!(ApiKey::parse_list("read short").is_err());
-        assert!(ApiKey::parse_list("owner aaaaaaaaaaaaaaaa").is_err());
-        assert!(ApiKey::parse_list("aaaaaaaaaaaaaaaa").is_err());
+        assert!(ApiKey::parse_list("read short", "file").is_err());
+        assert!(ApiKey::parse_list("owner aaaaaaaaaaaaaaaa", "file").is_err());
+        assert!(ApiKey::parse_list("aaaaaaaaaaaaaaaa", "file").is_err());
         assert!(
             !format!("{:?}", keys[0]).contains("aaaa"),
             "keys are never printed"

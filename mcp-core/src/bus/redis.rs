@@ -152,15 +152,22 @@ impl RedisBus {
         let mut events = Vec::new();
         let mut from = cursor;
         loop {
-            let page: Vec<Entry> = redis::cmd("XRANGE")
+            let page: redis::RedisResult<Vec<Entry>> = redis::cmd("XRANGE")
                 .arg(&self.config.stream)
                 .arg(format!("({from}"))
                 .arg("+")
                 .arg("COUNT")
                 .arg(1_000)
                 .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    return Err(unavailable(e));
+                }
+                // Redis refused the cursor itself (an id it cannot take): nothing to replay from.
+                Err(_) => return Ok(None),
+            };
             let Some((last, _)) = page.last() else {
                 return Ok(Some(events));
             };
@@ -212,7 +219,22 @@ async fn trimmed_after<C: redis::aio::ConnectionLike + Send>(
         // Before Redis 7 there is no count of what was added: assume the worst.
         _ => true,
     };
-    let first = text("recorded-first-entry-id").and_then(|id| parse_id(&id).ok());
+    let first = match text("recorded-first-entry-id") {
+        Some(id) => parse_id(&id).ok(),
+        // Before Redis 7: ask for the oldest entry.
+        None => {
+            let oldest: Vec<Entry> = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(conn)
+                .await
+                .map_err(unavailable)?;
+            oldest.first().and_then(|(id, _)| parse_id(id).ok())
+        }
+    };
     Ok(lost_some && first.is_some_and(|first| cursor < first))
 }
 
