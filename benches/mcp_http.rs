@@ -1,0 +1,321 @@
+//! MCP `tools/call` of `get_tasks` over Streamable HTTP (session mode), against a bare axum JSON
+//! endpoint on the same machine in the same run: the ratio says what MCP framing, sessions and
+//! a real SQLite read cost over the HTTP stack itself.
+//!
+//! `cargo bench --bench mcp_http` (options after `--`: `--connections N` (default 32),
+//! `--seconds S` (default 5)). Both servers are separate processes; the load comes from
+//! keep-alive HTTP/1.1 connections that each wait for a response before the next request.
+
+#![allow(clippy::print_stdout)] // The report is the point of a benchmark.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-tasks");
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut connections = 32usize;
+    let mut seconds = 5u64;
+    let mut bare = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--connections" => connections = args.next().context("--connections N")?.parse()?,
+            "--seconds" => seconds = args.next().context("--seconds S")?.parse()?,
+            "--bare-server" => bare = true,
+            _ => {}
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if bare {
+        return runtime.block_on(bare_server());
+    }
+    runtime.block_on(run(connections, Duration::from_secs(seconds)))
+}
+
+/// The reference: axum answering a small JSON POST, with TCP_NODELAY, nothing else.
+async fn bare_server() -> anyhow::Result<()> {
+    use axum::{Json, Router, routing::post, serve::ListenerExt};
+    let app = Router::new().route(
+        "/echo",
+        post(|Json(body): Json<serde_json::Value>| async move {
+            Json(serde_json::json!({"echo": body}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("address={}", listener.local_addr()?);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn run(connections: usize, duration: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (_tasks, tasks_at) = spawn_and_wait(
+        tokio::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
+            .env("MCP_TASKS_LOG", "info"),
+        true,
+    )
+    .await?;
+    seed(&tasks_at).await?;
+    let (_bare, bare_at) = spawn_and_wait(
+        tokio::process::Command::new(std::env::current_exe()?).arg("--bare-server"),
+        false,
+    )
+    .await?;
+
+    println!("{connections} connections, {}s per row", duration.as_secs());
+    println!(
+        "{:<44} {:>10} {:>9} {:>9}",
+        "call", "calls/s", "p50 ms", "p99 ms"
+    );
+    let bare = load(connections, duration, &bare_at, Mode::Bare).await?;
+    bare.print("bare axum JSON POST");
+    let mcp = load(connections, duration, &tasks_at, Mode::Mcp).await?;
+    mcp.print("MCP tools/call get_tasks (session, 20 tasks)");
+    println!(
+        "ratio MCP / bare: {:.2} (target >= 0.3)",
+        mcp.rate() / bare.rate()
+    );
+    Ok(())
+}
+
+async fn spawn_and_wait(
+    command: &mut tokio::process::Command,
+    address_on_stderr: bool,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut child = if address_on_stderr {
+        command.stderr(Stdio::piped()).stdout(Stdio::null())
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit())
+    }
+    .kill_on_drop(true)
+    .spawn()?;
+    let output: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if address_on_stderr {
+        Box::new(child.stderr.take().context("stderr")?)
+    } else {
+        Box::new(child.stdout.take().context("stdout")?)
+    };
+    let mut lines = BufReader::new(output).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the server exited before listening")?;
+        if let Some((_, rest)) = line.split_once("address=") {
+            let address = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok((child, address));
+        }
+    }
+}
+
+async fn seed(address: &str) -> anyhow::Result<()> {
+    let mut connection = Connection::open(address).await?;
+    connection
+        .request("/api/users", None, r#"{"email":"bench@example.com"}"#)
+        .await?;
+    for i in 0..40 {
+        let body = format!(
+            r#"{{"title":"task {i}","assignee_id":"bench@example.com","repository":"bench/app"}}"#
+        );
+        connection.request("/api/tasks", None, &body).await?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Bare,
+    Mcp,
+}
+
+struct Row {
+    calls: u64,
+    elapsed: Duration,
+    histogram: Histogram<u64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "{:<44} {:>10.0} {:>9.2} {:>9.2}",
+            name,
+            self.rate(),
+            self.histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            self.histogram.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
+}
+
+async fn load(
+    connections: usize,
+    duration: Duration,
+    address: &str,
+    mode: Mode,
+) -> anyhow::Result<Row> {
+    let mut workers = Vec::new();
+    let start = Instant::now();
+    let deadline = start + duration;
+    for _ in 0..connections {
+        let address = address.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut connection = Connection::open(&address).await?;
+            let (path, session, body) = match mode {
+                Mode::Bare => ("/echo", None, r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#.to_owned()),
+                Mode::Mcp => {
+                    let session = connection.initialize().await?;
+                    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_tasks","arguments":{}}}"#;
+                    ("/mcp", Some(session), call.to_owned())
+                }
+            };
+            let mut histogram = Histogram::<u64>::new(3)?;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = connection.request(path, session.as_deref(), &body).await?;
+                if matches!(mode, Mode::Mcp) && !response.contains("\"isError\":false") {
+                    bail!("get_tasks failed: {response}");
+                }
+                histogram.record(sent.elapsed().as_micros() as u64)?;
+            }
+            anyhow::Ok(histogram)
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for worker in workers {
+        histogram.add(worker.await??)?;
+    }
+    Ok(Row {
+        calls: histogram.len(),
+        elapsed: start.elapsed(),
+        histogram,
+    })
+}
+
+/// A keep-alive HTTP/1.1 connection that understands `Content-Length` and chunked bodies.
+struct Connection {
+    stream: BufReader<TcpStream>,
+}
+
+impl Connection {
+    async fn open(address: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// Opens an MCP session; its id.
+    async fn initialize(&mut self) -> anyhow::Result<String> {
+        let hello = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        let (headers, _) = self.exchange("/mcp", None, hello).await?;
+        let session = headers
+            .iter()
+            .find(|(name, _)| name == "mcp-session-id")
+            .map(|(_, value)| value.clone())
+            .context("no mcp-session-id")?;
+        self.exchange(
+            "/mcp",
+            Some(&session),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await?;
+        Ok(session)
+    }
+
+    async fn request(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<String> {
+        Ok(self.exchange(path, session, body).await?.1)
+    }
+
+    async fn exchange(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<(Vec<(String, String)>, String)> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(session) = session {
+            request.push_str(&format!(
+                "Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\n"
+            ));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+
+        let mut status = String::new();
+        self.stream.read_line(&mut status).await?;
+        if !(status.contains(" 200 ") || status.contains(" 201 ") || status.contains(" 202 ")) {
+            bail!("{path}: {status}");
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut body = Vec::new();
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                self.stream.read_line(&mut size).await?;
+                let size = usize::from_str_radix(size.trim(), 16)?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(length) = header("content-length") {
+            let mut chunk = vec![0; length.parse()?];
+            self.stream.read_exact(&mut chunk).await?;
+            body = chunk;
+        }
+        Ok((headers, String::from_utf8(body)?))
+    }
+}
