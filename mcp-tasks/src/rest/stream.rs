@@ -144,7 +144,9 @@ pub(super) async fn stream_tasks(
     let events = stream::unfold(Some((subscription, open)), |state| async move {
         let (mut subscription, open) = state?;
         match subscription.recv().await {
-            Some(Delivery::Event(event)) => Some((sse_event(&event), Some((subscription, open)))),
+            Some(Delivery::Event(event)) => {
+                Some((shared_sse_event(&event), Some((subscription, open))))
+            }
             // Events were missed and cannot be replayed: the client must reload. The stream
             // goes on with live events; its cursor stays where it was.
             Some(_) => Some((resync(), Some((subscription, open)))),
@@ -174,6 +176,34 @@ fn sse_event(event: &Event) -> SseEvent {
         .id(event.id.to_string())
         .event(event.kind.clone())
         .data(body)
+}
+
+/// The last event serialized for a stream, shared by all streams: one event fans out to every
+/// open stream at once, and each would otherwise serialize the same envelope again (10,000
+/// times for 10,000 editors). Keyed by the event's allocation, not its id, so two buses in one
+/// process cannot mix up their events.
+static LAST_SERIALIZED: std::sync::Mutex<Option<(std::sync::Weak<Event>, Arc<str>)>> =
+    std::sync::Mutex::new(None);
+
+fn shared_sse_event(event: &Arc<Event>) -> SseEvent {
+    let mut last = LAST_SERIALIZED.lock().unwrap_or_else(|p| p.into_inner());
+    let body = match &*last {
+        Some((cached, body)) if cached.upgrade().is_some_and(|c| Arc::ptr_eq(&c, event)) => {
+            body.clone()
+        }
+        _ => {
+            let body: Arc<str> = serde_json::to_string(&**event)
+                .unwrap_or_else(|_| "{}".into())
+                .into();
+            *last = Some((Arc::downgrade(event), body.clone()));
+            body
+        }
+    };
+    drop(last);
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind.clone())
+        .data(&*body)
 }
 
 fn resync() -> SseEvent {
