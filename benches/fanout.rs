@@ -7,7 +7,6 @@
 #![allow(clippy::print_stdout)] // The report is the point of a benchmark.
 
 use std::{
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,6 +17,8 @@ use tokio::{
     net::TcpStream,
     sync::Semaphore,
 };
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tasks");
 
@@ -52,29 +53,8 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 async fn run(subscribers: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
-        .env("MCP_TASKS_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut child, address) = support::spawn_serve(BIN, &["--database-url", &db]).await?;
     let pid = child.id().context("pid")?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let address = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("the server exited before listening")?;
-        if let Some((_, rest)) = line.split_once("address=") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     post(&address, "/api/users", r#"{"email":"fan@example.com"}"#).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid)?;

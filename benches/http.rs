@@ -10,7 +10,6 @@
 
 use std::{
     collections::HashMap,
-    process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -21,6 +20,8 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tasks");
 const CONNECTIONS: usize = 4;
@@ -79,7 +80,7 @@ async fn run(rate: u64, duration: Duration) -> anyhow::Result<()> {
 }
 
 async fn measure(label: &str, args: &[&str], rate: u64, duration: Duration) -> anyhow::Result<()> {
-    let (mut server, address) = spawn(args).await?;
+    let (mut server, address) = support::spawn_serve(BIN, args).await?;
     let email = format!("bench-{}@example.com", std::process::id());
     post(
         &mut connect(&address).await?,
@@ -189,33 +190,6 @@ async fn measure(label: &str, args: &[&str], rate: u64, duration: Duration) -> a
     );
     let _ = server.kill().await;
     Ok(())
-}
-
-async fn spawn(args: &[&str]) -> anyhow::Result<(tokio::process::Child, String)> {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("MCP_TASKS_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("the server exited before listening")?;
-        if let Some((_, rest)) = line.split_once("address=") {
-            let address = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok((child, address));
-        }
-    }
 }
 
 async fn connect(address: &str) -> anyhow::Result<BufReader<TcpStream>> {

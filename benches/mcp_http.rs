@@ -8,10 +8,7 @@
 
 #![allow(clippy::print_stdout)] // The report is the point of a benchmark.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
@@ -19,6 +16,8 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tasks");
 
@@ -65,17 +64,11 @@ async fn bare_server() -> anyhow::Result<()> {
 async fn run(connections: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let (_tasks, tasks_at) = spawn_and_wait(
-        tokio::process::Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
-            .env("MCP_TASKS_LOG", "info"),
-        true,
-    )
-    .await?;
+    let (_tasks, tasks_at) = support::spawn_serve(BIN, &["--database-url", &db]).await?;
     seed(&tasks_at).await?;
-    let (_bare, bare_at) = spawn_and_wait(
+    let (_bare, bare_at) = support::spawn_listening(
         tokio::process::Command::new(std::env::current_exe()?).arg("--bare-server"),
-        false,
+        support::Announces::OnStdout,
     )
     .await?;
 
@@ -93,40 +86,6 @@ async fn run(connections: usize, duration: Duration) -> anyhow::Result<()> {
         mcp.rate() / bare.rate()
     );
     Ok(())
-}
-
-async fn spawn_and_wait(
-    command: &mut tokio::process::Command,
-    address_on_stderr: bool,
-) -> anyhow::Result<(tokio::process::Child, String)> {
-    let mut child = if address_on_stderr {
-        command.stderr(Stdio::piped()).stdout(Stdio::null())
-    } else {
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit())
-    }
-    .kill_on_drop(true)
-    .spawn()?;
-    let output: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if address_on_stderr {
-        Box::new(child.stderr.take().context("stderr")?)
-    } else {
-        Box::new(child.stdout.take().context("stdout")?)
-    };
-    let mut lines = BufReader::new(output).lines();
-    loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("the server exited before listening")?;
-        if let Some((_, rest)) = line.split_once("address=") {
-            let address = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok((child, address));
-        }
-    }
 }
 
 async fn seed(address: &str) -> anyhow::Result<()> {
