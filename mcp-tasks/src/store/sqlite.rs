@@ -124,14 +124,26 @@ impl SqliteStore {
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(storage)?;
         migrate(&mut writer)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                origin: Uuid::now_v7().to_string(),
-                writer: tokio::sync::Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        // Checkpoints copy the WAL back into the database and fsync it; run inside a commit
+        // (SQLite's default, every 1,000 pages) they stall that write, and every write queued
+        // behind it, for milliseconds. A thread of the store's own does them instead; a passive
+        // checkpoint never blocks the writer.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(storage)?;
+        let checkpointer = open_connection(path)?;
+        let inner = Arc::new(Inner {
+            path: path.to_owned(),
+            origin: Uuid::now_v7().to_string(),
+            writer: tokio::sync::Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        });
+        let store = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_while_open(&checkpointer, &store))
+            .map_err(|error| Error::Storage(Box::new(error)))?;
+        Ok(Self { inner })
     }
 
     /// Runs `f` on an idle reader connection (opening one if none is idle).
@@ -175,6 +187,27 @@ impl SqliteStore {
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
             _ => run(),
+        }
+    }
+}
+
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the store is dropped. Passive: it
+/// copies what no reader still needs and never waits for, or blocks, the writer.
+fn checkpoint_while_open(conn: &Connection, store: &std::sync::Weak<Inner>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if store.strong_count() == 0 {
+            return;
+        }
+        let done: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            });
+        if let Err(error) = done {
+            tracing::debug!(%error, "WAL checkpoint failed; retrying");
         }
     }
 }
