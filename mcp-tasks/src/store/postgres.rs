@@ -72,8 +72,20 @@ impl PostgresStore {
             .await
             .map_err(|e| Error::Unavailable(Box::new(e)))?;
         probe.close().await.map_err(storage)?;
+        // sqlx pings every connection it hands out by default, a round trip per query; only a
+        // connection that sat idle long enough to have been dropped by a proxy or the server is
+        // checked here.
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(30) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -371,56 +383,100 @@ impl TaskStore for PostgresStore {
         history: &[HistoryEntry],
         event: &NewEvent,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.db()?;
-        sqlx::query(
-            "INSERT INTO repositories (id, name, url, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(Uuid::now_v7())
-        .bind(&task.repository)
-        .bind(format!("https://github.com/{}", task.repository))
-        .bind(task.created_at)
-        .execute(&mut *tx)
-        .await.db()?;
-        let result = sqlx::query(
-            "INSERT INTO tasks (id, title, description, status, priority, complexity, assignee_id, \
-             repository_id, created_by, updated_by, created_at, updated_at, version) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, r.id, $8, $9, $10, $11, $12 FROM repositories r \
-             WHERE lower(r.name) = lower($13)",
-        )
-        .bind(task.id)
-        .bind(&task.title)
-        .bind(&task.description)
-        .bind(task.status.as_str())
-        .bind(task.priority.as_str())
-        .bind(task.complexity.as_str())
-        .bind(task.assignee_id)
-        .bind(&task.created_by)
-        .bind(&task.updated_by)
-        .bind(task.created_at)
-        .bind(task.updated_at)
-        .bind(task.version)
-        .bind(&task.repository)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound {
-                    kind: "user",
-                    id: task.assignee_id.to_string(),
-                });
-            }
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::AlreadyExists {
-                    what: format!("task {}", task.id),
-                });
-            }
-            Err(e) => return Err(storage(e)),
+        // One statement, so one round trip and one implicit transaction: the repository (when
+        // new), the task, its history and its outbox row. Foreign keys are checked at the end
+        // of the statement, after every part has been inserted.
+        let mut fields = Vec::with_capacity(history.len());
+        let mut old_values = Vec::with_capacity(history.len());
+        let mut new_values = Vec::with_capacity(history.len());
+        let mut actors = Vec::with_capacity(history.len());
+        let mut comments = Vec::with_capacity(history.len());
+        let mut ats = Vec::with_capacity(history.len());
+        for entry in history {
+            fields.push(entry.field.as_str());
+            old_values.push(entry.old_value.as_deref());
+            new_values.push(entry.new_value.as_deref());
+            actors.push(entry.actor.as_str());
+            comments.push(entry.comment.as_deref());
+            ats.push(entry.at);
         }
-        insert_history(&mut tx, task.id, history).await?;
-        insert_event(&mut tx, &self.origin, event).await?;
-        tx.commit().await.db()?;
-        Ok(())
+        // A repository another writer is registering at the same moment is invisible to this
+        // statement's snapshot (its insert waits, then does nothing, and the lookup misses):
+        // no task is inserted then, and a second attempt, with a new snapshot, finds it.
+        for _attempt in 0..2 {
+            let result = sqlx::query_scalar::<_, i64>(
+                "WITH new_repository AS ( \
+                   INSERT INTO repositories (id, name, url, created_at) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT DO NOTHING RETURNING id), \
+                 repository AS ( \
+                   SELECT id FROM new_repository \
+                   UNION ALL SELECT id FROM repositories WHERE lower(name) = lower($2) LIMIT 1), \
+                 task AS ( \
+                   INSERT INTO tasks (id, title, description, status, priority, complexity, \
+                     assignee_id, repository_id, created_by, updated_by, created_at, updated_at, version) \
+                   SELECT $5, $6, $7, $8, $9, $10, $11, repository.id, $12, $13, $14, $15, $16 \
+                   FROM repository RETURNING id), \
+                 history AS ( \
+                   INSERT INTO task_history (task_id, field, old_value, new_value, actor, comment, at) \
+                   SELECT task.id, h.field, h.old_value, h.new_value, h.actor, h.comment, h.at \
+                   FROM task, UNNEST($17::TEXT[], $18::TEXT[], $19::TEXT[], $20::TEXT[], $21::TEXT[], \
+                     $22::TIMESTAMPTZ[]) AS h(field, old_value, new_value, actor, comment, at)), \
+                 event AS ( \
+                   INSERT INTO events (topic, type, actor, subject, data, at, origin) \
+                   SELECT $23, $24, $25, $26, $27, $28, $29 FROM task) \
+                 SELECT count(*) FROM task",
+            )
+            .bind(Uuid::now_v7())
+            .bind(&task.repository)
+            .bind(format!("https://github.com/{}", task.repository))
+            .bind(task.created_at)
+            .bind(task.id)
+            .bind(&task.title)
+            .bind(&task.description)
+            .bind(task.status.as_str())
+            .bind(task.priority.as_str())
+            .bind(task.complexity.as_str())
+            .bind(task.assignee_id)
+            .bind(&task.created_by)
+            .bind(&task.updated_by)
+            .bind(task.created_at)
+            .bind(task.updated_at)
+            .bind(task.version)
+            .bind(&fields)
+            .bind(&old_values)
+            .bind(&new_values)
+            .bind(&actors)
+            .bind(&comments)
+            .bind(&ats)
+            .bind(&event.topic)
+            .bind(&event.kind)
+            .bind(&event.actor)
+            .bind(Json(&event.subject))
+            .bind(Json(&event.data))
+            .bind(event.at)
+            .bind(&self.origin)
+            .fetch_one(&self.pool)
+            .await;
+            match result {
+                Ok(0) => {}
+                Ok(_) => return Ok(()),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    return Err(Error::NotFound {
+                        kind: "user",
+                        id: task.assignee_id.to_string(),
+                    });
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::AlreadyExists {
+                        what: format!("task {}", task.id),
+                    });
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        Err(Error::Storage(
+            format!("repository {} could not be registered", task.repository).into(),
+        ))
     }
 
     async fn modify_task(&self, id: Uuid, edit: TaskEdit) -> Result<Modified> {
@@ -642,10 +698,15 @@ impl TaskStore for PostgresStore {
             id_ms.push(ms);
             id_seqs.push(id_seq);
         }
+        // This commit does not wait for the WAL flush (`synchronous_commit` off for this
+        // statement's own transaction only): a mark lost in a crash means the event is published
+        // again, which at-least-once delivery allows, and the write path is spared an fsync per
+        // flush. `set_config(.., true)` inside the statement is how a single-statement
+        // transaction sets it without a BEGIN/SET LOCAL/COMMIT round trip each.
         sqlx::query(
             "UPDATE events SET published_id = p.id, published_ms = p.ms, published_seq = p.id_seq \
              FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS p(seq, id, ms, id_seq) \
-             WHERE events.seq = p.seq",
+             WHERE events.seq = p.seq AND set_config('synchronous_commit', 'off', true) = 'off'",
         )
         .bind(seqs)
         .bind(ids)
