@@ -21,6 +21,8 @@ use crate::{
 
 /// How long an unpublished outbox row of another instance waits before this one takes it over.
 const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Outbox rows published per store read.
+const OUTBOX_BATCH: u32 = 256;
 
 /// The topic every task event is published on.
 pub const TOPIC: &str = "tasks";
@@ -93,6 +95,11 @@ pub struct TaskService {
     /// Set when the bus refused an event: writes then leave publishing to the relay loop
     /// instead of each waiting on a bus that is down; the loop clears it when the bus is back.
     bus_failing: std::sync::atomic::AtomicBool,
+    /// How many [`TaskService::relay_until`] loops run; writes wake one through `relay_wanted`.
+    relay_running: std::sync::atomic::AtomicUsize,
+    relay_wanted: tokio::sync::Notify,
+    /// Set by a write whose events are waiting; cleared by the flush that takes them.
+    flush_wanted: std::sync::atomic::AtomicBool,
     /// Events this service moved from the outbox to the bus.
     published: std::sync::atomic::AtomicU64,
     /// When a write last tried to publish (ms since the epoch), to pace retries while the bus
@@ -113,6 +120,9 @@ impl TaskService {
             bus,
             relay: tokio::sync::Mutex::new(()),
             bus_failing: std::sync::atomic::AtomicBool::new(false),
+            flush_wanted: std::sync::atomic::AtomicBool::new(false),
+            relay_running: std::sync::atomic::AtomicUsize::new(0),
+            relay_wanted: tokio::sync::Notify::new(),
             published: std::sync::atomic::AtomicU64::new(0),
             last_attempt_ms: std::sync::atomic::AtomicU64::new(0),
         }
@@ -525,8 +535,24 @@ impl TaskService {
     pub async fn flush_outbox(&self) -> Result<usize> {
         let _order = self.relay.lock().await;
         let mut published = 0;
+        // A write that committed while this flush ran found the lock taken and left its rows
+        // to this flush: keep going until no such write is left.
         loop {
-            let batch = self.store.pending_events(256).await?;
+            self.flush_wanted
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            published += self.flush_locked().await?;
+            if !self.flush_wanted.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(published);
+            }
+        }
+    }
+
+    /// One pass over the outbox; the caller holds `relay`.
+    async fn flush_locked(&self) -> Result<usize> {
+        let mut published = 0;
+        loop {
+            let batch = self.store.pending_events(OUTBOX_BATCH).await?;
+            let full = batch.len() == OUTBOX_BATCH as usize;
             if batch.is_empty() {
                 return Ok(published);
             }
@@ -551,6 +577,9 @@ impl TaskService {
             if let Some(error) = failure {
                 return Err(error.into());
             }
+            if !full {
+                return Ok(published);
+            }
         }
     }
 
@@ -564,9 +593,21 @@ impl TaskService {
         tokio::pin!(shutdown);
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // While this loop runs, writes hand their events to it instead of publishing them on
+        // the request's time.
+        let running = RelayRunning::start(&self.relay_running);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                () = self.relay_wanted.notified() => {
+                    // A bus that is down is retried on the tick, not on every write.
+                    if !self.bus_failing.load(std::sync::atomic::Ordering::Relaxed)
+                        && let Err(error) = self.flush_outbox().await
+                    {
+                        tracing::warn!(%error, "events not published yet");
+                    }
+                    continue;
+                }
                 _ = ticks.tick() => {}
             }
             // Rows left behind by an instance that died (or cannot reach the bus) for a minute
@@ -585,6 +626,8 @@ impl TaskService {
                 Err(error) => tracing::debug!(%error, "events still waiting for the bus"),
             }
         }
+        // Writes still finishing publish for themselves from here on.
+        drop(running);
         if let Err(error) = self.flush_outbox().await {
             tracing::warn!(%error, "events left unpublished in the outbox at shutdown");
         }
@@ -603,12 +646,54 @@ impl TaskService {
         {
             return;
         }
+        if self.relay_running.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.relay_wanted.notify_one();
+            return;
+        }
         self.last_attempt_ms
             .store(now_ms, std::sync::atomic::Ordering::Relaxed);
-        if let Err(error) = self.flush_outbox().await {
-            // The change is committed; its event waits in the outbox for the next flush.
-            tracing::warn!(%error, "events not published yet");
+        // Without a relay loop, the write publishes. Writes coalesce: when another flush holds the relay, this write's rows are left to
+        // it (it loops while `flush_wanted` is set) and the write returns at once, so
+        // concurrent writes do not queue behind each other's publishing.
+        self.flush_wanted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let Ok(order) = self.relay.try_lock() else {
+                return;
+            };
+            while self
+                .flush_wanted
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                if let Err(error) = self.flush_locked().await {
+                    // The change is committed; its event waits in the outbox for the relay.
+                    tracing::warn!(%error, "events not published yet");
+                    return;
+                }
+            }
+            drop(order);
+            // A write may have set the flag after the last check but before the unlock, and
+            // found the lock still taken: pick its rows up.
+            if !self.flush_wanted.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
         }
+    }
+}
+
+/// Counts a running relay loop for as long as it lives.
+struct RelayRunning<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> RelayRunning<'a> {
+    fn start(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for RelayRunning<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
