@@ -217,7 +217,13 @@ impl Cursor {
             self.updated_at.timestamp_micros(),
             self.id.simple()
         );
-        raw.bytes().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(raw.len() * 2);
+        for byte in raw.bytes() {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        text
     }
 
     pub fn decode(text: &str) -> Result<Self> {

@@ -287,14 +287,22 @@ fn time(row: &Row<'_>, column: usize) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(column))
 }
 
+/// A text column, borrowed from the row (no allocation for values that are parsed anyway).
+fn borrowed_text<'r>(row: &'r Row<'_>, column: usize) -> Result<&'r str> {
+    row.get_ref(column)
+        .map_err(storage)?
+        .as_str()
+        .map_err(|_| corrupt(column))
+}
+
 fn uuid(row: &Row<'_>, column: usize) -> Result<Uuid> {
-    let value: String = row.get(column).map_err(storage)?;
-    Uuid::parse_str(&value).map_err(|_| corrupt(column))
+    Uuid::parse_str(borrowed_text(row, column)?).map_err(|_| corrupt(column))
 }
 
 fn parsed<T: FromStr>(row: &Row<'_>, column: usize) -> Result<T> {
-    let value: String = row.get(column).map_err(storage)?;
-    value.parse().map_err(|_| corrupt(column))
+    borrowed_text(row, column)?
+        .parse()
+        .map_err(|_| corrupt(column))
 }
 
 fn text(row: &Row<'_>, column: usize) -> Result<String> {
