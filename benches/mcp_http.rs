@@ -79,8 +79,15 @@ async fn run(connections: usize, duration: Duration) -> anyhow::Result<()> {
     );
     let bare = load(connections, duration, &bare_at, Mode::Bare).await?;
     bare.print("bare axum JSON POST");
-    let mcp = load(connections, duration, &tasks_at, Mode::Mcp).await?;
+    // What rmcp's session mode costs by itself, and a page of one task, put the page of 20 in
+    // proportion.
+    let ping = load(connections, duration, &tasks_at, Mode::Mcp(PING)).await?;
+    ping.print("MCP ping (session mode alone)");
+    let one = load(connections, duration, &tasks_at, Mode::Mcp(GET_ONE)).await?;
+    one.print("MCP tools/call get_tasks limit 1");
+    let mcp = load(connections, duration, &tasks_at, Mode::Mcp(GET_PAGE)).await?;
     mcp.print("MCP tools/call get_tasks (session, 20 tasks)");
+    println!("ratio MCP ping / bare: {:.2}", ping.rate() / bare.rate());
     println!(
         "ratio MCP / bare: {:.2} (target >= 0.3)",
         mcp.rate() / bare.rate()
@@ -102,10 +109,15 @@ async fn seed(address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+const PING: &str = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+const GET_ONE: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_tasks","arguments":{"limit":1}}}"#;
+const GET_PAGE: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_tasks","arguments":{}}}"#;
+
 #[derive(Clone, Copy)]
 enum Mode {
     Bare,
-    Mcp,
+    /// An MCP session sending this request over and over.
+    Mcp(&'static str),
 }
 
 struct Row {
@@ -144,10 +156,13 @@ async fn load(
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::open(&address).await?;
             let (path, session, body) = match mode {
-                Mode::Bare => ("/echo", None, r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#.to_owned()),
-                Mode::Mcp => {
+                Mode::Bare => (
+                    "/echo",
+                    None,
+                    r#"{"jsonrpc":"2.0","id":1,"method":"x"}"#.to_owned(),
+                ),
+                Mode::Mcp(call) => {
                     let session = connection.initialize().await?;
-                    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_tasks","arguments":{}}}"#;
                     ("/mcp", Some(session), call.to_owned())
                 }
             };
@@ -155,8 +170,13 @@ async fn load(
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let response = connection.request(path, session.as_deref(), &body).await?;
-                if matches!(mode, Mode::Mcp) && !response.contains("\"isError\":false") {
-                    bail!("get_tasks failed: {response}");
+                let answered = match mode {
+                    Mode::Bare => response.contains("echo"),
+                    Mode::Mcp(PING) => response.contains("\"result\":{}"),
+                    Mode::Mcp(_) => response.contains("\"isError\":false"),
+                };
+                if !answered {
+                    bail!("unexpected answer: {response}");
                 }
                 histogram.record(sent.elapsed().as_micros() as u64)?;
             }
