@@ -1040,6 +1040,10 @@ async fn auth_matrix_and_rate_limit() {
         secret,
         &json!({"sub": "viewer", "scope": "read", "exp": now + 600}),
     );
+    let admin_jwt = jwt(
+        secret,
+        &json!({"sub": "ops", "scope": "admin", "exp": now + 600}),
+    );
     let expired = jwt(
         secret,
         &json!({"sub": "old", "scope": "admin", "exp": now - 10}),
@@ -1080,10 +1084,18 @@ async fn auth_matrix_and_rate_limit() {
             403,
         ),
         ("POST", "/api/users", Some(bearer(&read_jwt)), new_user, 403),
+        // Adding users is the admin scope's.
         (
             "POST",
             "/api/users",
             Some(bearer(&write_jwt)),
+            new_user,
+            403,
+        ),
+        (
+            "POST",
+            "/api/users",
+            Some(bearer(&admin_jwt)),
             new_user,
             201,
         ),
@@ -1097,6 +1109,8 @@ async fn auth_matrix_and_rate_limit() {
             403,
         ),
         ("GET", "/healthz", None, None, 200),
+        // The API's description is public.
+        ("GET", "/openapi.json", None, None, 200),
     ];
     for (method, path, authorization, body, expected) in cases {
         let headers: Vec<(&str, &str)> = authorization
@@ -1150,6 +1164,32 @@ async fn auth_matrix_and_rate_limit() {
     let client = Agent { updates: tx }.serve(transport).await.unwrap();
     let listing = ok(&client, "get_tasks", json!({})).await;
     assert_eq!(listing["tasks"][0]["title"], "audited");
+    // MCP tools record the credential too, naming whom the agent says it acts for.
+    let created = ok(
+        &client,
+        "create_task",
+        json!({"title": "via mcp", "description": "", "assignee_id": "alice@example.com", "repository": "acme/api", "created_by": "alice@example.com"}),
+    )
+    .await;
+    let detail = ok(&client, "get_task", json!({"task_id": created["id"]})).await;
+    assert_eq!(
+        detail["history"][0]["actor"],
+        "alice@example.com (via key:agent)"
+    );
+    // A write key cannot add users over MCP either.
+    let Value::Object(arguments) = json!({"email": "mallory@example.com"}) else {
+        unreachable!()
+    };
+    let refused = client
+        .call_tool(CallToolRequestParams::new("add_user").with_arguments(arguments))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        format!("{:?}", refused.content).contains("admin scope"),
+        "{:?}",
+        refused.content
+    );
     client.cancel().await.unwrap();
 
     // Rate limit: 5 per second with bursts of 10, per credential.
@@ -1181,6 +1221,39 @@ async fn auth_matrix_and_rate_limit() {
     )
     .await;
     assert_eq!(status, 200);
+
+    // Failed attempts are limited per client address: guessing keys hits 429, and while the
+    // address is blocked even a valid key waits (or a guess that happened to be right would
+    // still be told apart).
+    let mut blocked = None;
+    for attempt in 0..40 {
+        let guess = format!("Bearer guess-{attempt:04}-0123456789");
+        let (status, headers, body) =
+            call(&at, "GET", "/api/tasks", &[("Authorization", &guess)], None).await;
+        if status == 429 {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("failed authentication"),
+                "{body}"
+            );
+            blocked = Some(headers);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let headers = blocked.expect("40 bad keys in a row hit the limit");
+    assert!(headers["retry-after"].parse::<u64>().unwrap() >= 1);
+    let (status, _, _) = call(
+        &at,
+        "GET",
+        "/api/tasks",
+        &[("Authorization", &bearer(&admin_jwt))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 429);
     server.stop().await;
 }
 

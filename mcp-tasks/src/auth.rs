@@ -8,12 +8,13 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -145,8 +146,8 @@ impl AuthConfig {
 /// Who made a request. Put in the request's extensions by [`guard`] when authentication is on.
 #[derive(Debug, Clone)]
 pub(crate) struct Principal {
-    name: String,
-    scope: Scope,
+    pub(crate) name: String,
+    pub(crate) scope: Scope,
 }
 
 impl Principal {
@@ -235,18 +236,42 @@ impl Gate {
             return Ok(());
         };
         let rate = f64::from(rate);
-        let burst = rate * 2.0;
+        self.take(&principal.name, rate, rate * 2.0, 1.0)
+    }
+
+    /// Whether `client` may try to authenticate: after [`FAILURE_BURST`] failed attempts it may
+    /// make one more every [`FAILURE_EVERY`], so keys cannot be guessed at the request rate.
+    fn may_try(&self, client: IpAddr) -> std::result::Result<(), Duration> {
+        self.take(&failure_key(client), failure_rate(), FAILURE_BURST, 0.0)
+    }
+
+    /// Counts a failed attempt from `client`.
+    fn failed(&self, client: IpAddr) {
+        let _ = self.take(&failure_key(client), failure_rate(), FAILURE_BURST, 1.0);
+    }
+
+    /// Refills the bucket `key` (`rate` tokens a second up to `burst`), then takes `cost`
+    /// tokens if at least one whole token is left (`cost` 0 only looks); the wait until one
+    /// is otherwise.
+    fn take(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: f64,
+        cost: f64,
+    ) -> std::result::Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Bounded memory: with many credentials, forget the buckets idle long enough to be full.
+        // Bounded memory: with many keys, forget the buckets idle long enough to be full.
         if buckets.len() > MAX_BUCKETS {
-            let refill = Duration::from_secs_f64(burst / rate);
-            buckets.retain(|_, bucket| now.duration_since(bucket.refreshed) < refill);
+            buckets.retain(|_, bucket| {
+                now.duration_since(bucket.refreshed) < Duration::from_secs(BUCKET_IDLE_SECS)
+            });
         }
-        let bucket = buckets.entry(principal.name.clone()).or_insert(Bucket {
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: burst,
             refreshed: now,
         });
@@ -254,12 +279,42 @@ impl Gate {
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.refreshed = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= cost;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
     }
+}
+
+/// Failed authentications a client address may make at once, then one per [`FAILURE_EVERY`].
+const FAILURE_BURST: f64 = 10.0;
+const FAILURE_EVERY: Duration = Duration::from_secs(1);
+/// A bucket idle this long is full again for every rate in use here, so it can be forgotten.
+const BUCKET_IDLE_SECS: u64 = 60;
+
+fn failure_rate() -> f64 {
+    1.0 / FAILURE_EVERY.as_secs_f64()
+}
+
+fn failure_key(client: IpAddr) -> String {
+    // Credentials' bucket names start with `key:` or `jwt:`, so these cannot collide.
+    format!("failed:{client}")
+}
+
+/// 429 with `Retry-After` in whole seconds.
+fn too_many(wait: Duration, what: &str) -> Response {
+    let seconds = wait.as_secs() + 1;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{what}; retry in {seconds} s"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -329,7 +384,7 @@ fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiE
 }
 
 /// The scope a request needs: reading needs `read`; changing anything, and MCP sessions
-/// (whose tools write), need `write`.
+/// (whose tools write), need `write`; adding users needs `admin`.
 fn required_scope(request: &Request) -> Scope {
     let path = request.uri().path();
     if path == "/mcp" || path.starts_with("/mcp/") {
@@ -337,6 +392,8 @@ fn required_scope(request: &Request) -> Scope {
     }
     match *request.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
+        // Who may be assigned work is the admin's to decide (MCP's add_user checks the same).
+        Method::POST if path == "/api/users" => Scope::Admin,
         _ => Scope::Write,
     }
 }
@@ -344,9 +401,23 @@ fn required_scope(request: &Request) -> Scope {
 /// The axum middleware: 401 without a valid credential, 403 without the scope, 429 past the
 /// rate limit (with `Retry-After`).
 pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    // The peer's address, when the server was started with it (`serve_http` does).
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+        .filter(|_| gate.config.is_enabled());
+    if let Some(client) = client
+        && let Err(wait) = gate.may_try(client)
+    {
+        return too_many(wait, "too many failed authentication attempts");
+    }
     let principal = match gate.authenticate(&request) {
         Ok(principal) => principal,
         Err(error) => {
+            if let Some(client) = client {
+                gate.failed(client);
+            }
             let mut response = error.into_response();
             if response.status() == StatusCode::UNAUTHORIZED {
                 response
@@ -366,17 +437,7 @@ pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next:
         return ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response();
     }
     if let Err(wait) = gate.admit(&principal) {
-        let seconds = wait.as_secs() + 1;
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests; retry in {seconds} s"),
-        )
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return too_many(wait, "too many requests");
     }
     let mut request = request;
     if gate.config.is_enabled() {

@@ -81,6 +81,9 @@ pub fn http_router(
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        // The API's description holds no data: readable without a credential, so clients and
+        // tools can discover what to authenticate for.
+        .route("/openapi.json", get(rest::openapi))
         .with_state(service)
         .merge(scrape)
         .merge(protected)
@@ -203,6 +206,8 @@ pub async fn serve_http(
             .await;
     });
     let stopping = stop.clone();
+    // The peer's address reaches the auth middleware, which limits failed attempts per address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -43,7 +43,6 @@ pub(crate) fn routes() -> Router<Arc<TaskService>> {
     stream::routes()
         .merge(tasks::routes())
         .merge(users::routes())
-        .route("/openapi.json", axum::routing::get(openapi))
 }
 
 /// An error response: a status and `{"error":{"code","message","details"}}`.
@@ -134,7 +133,7 @@ impl IntoResponse for ApiError {
 )]
 pub(crate) struct ApiDoc;
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 

@@ -14,6 +14,7 @@ use rmcp::{
     ErrorData as McpError,
     handler::server::router::tool::ToolRouter,
     model::{CallToolResult, ContentBlock},
+    service::{RequestContext, RoleServer},
 };
 use serde::Serialize;
 
@@ -34,6 +35,25 @@ impl TasksServer {
             }
         }
         router
+    }
+}
+
+/// The credential behind a tool call: present over HTTP with authentication on (the auth
+/// middleware put it in the request, which rmcp hands to the tool), absent over stdio.
+fn principal(context: &RequestContext<RoleServer>) -> Option<&crate::auth::Principal> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
+}
+
+/// The actor to record for a tool call. With a credential, it is the credential, naming whom
+/// the agent says it acts for (`alice@example.com (via key:ci)`), as REST does; without one
+/// (stdio, or HTTP without auth) it is what the agent says, or [`DEFAULT_ACTOR`].
+fn caller(context: &RequestContext<RoleServer>, claimed: Option<&str>) -> String {
+    match principal(context) {
+        Some(principal) => principal.actor(claimed),
+        None => claimed.unwrap_or(DEFAULT_ACTOR).to_owned(),
     }
 }
 

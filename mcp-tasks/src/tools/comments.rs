@@ -4,12 +4,13 @@ use rmcp::{
     ErrorData as McpError,
     handler::server::{tool::schema_for_output, wrapper::Parameters},
     model::CallToolResult,
+    service::{RequestContext, RoleServer},
     tool, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{DEFAULT_ACTOR, respond};
+use super::{caller, respond};
 use crate::{Comment, server::TasksServer};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -28,8 +29,9 @@ impl TasksServer {
     async fn add_task_comment(
         &self,
         Parameters(args): Parameters<AddCommentArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let author = args.author.unwrap_or_else(|| DEFAULT_ACTOR.into());
+        let author = caller(&context, args.author.as_deref());
         let result = self
             .service
             .add_comment(&args.task_id, &args.comment, &author)

@@ -4,12 +4,13 @@ use rmcp::{
     ErrorData as McpError,
     handler::server::{tool::schema_for_output, wrapper::Parameters},
     model::CallToolResult,
+    service::{RequestContext, RoleServer},
     tool, tool_router,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DEFAULT_ACTOR, respond};
+use super::{caller, respond};
 use crate::{
     Complexity, Error, Priority, Status, Task, TaskDetail,
     server::TasksServer,
@@ -278,6 +279,7 @@ impl TasksServer {
     async fn create_task(
         &self,
         Parameters(args): Parameters<CreateTaskArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let input = NewTask {
             title: args.title,
@@ -287,7 +289,7 @@ impl TasksServer {
             priority: args.priority,
             complexity: args.complexity,
         };
-        let actor = args.created_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+        let actor = caller(&context, args.created_by.as_deref());
         let result = self.service.create_task(input, &actor).await;
         respond(summary(result), |task| format!("Created {}", task.line()))
     }
@@ -300,13 +302,15 @@ impl TasksServer {
     async fn update_task_status(
         &self,
         Parameters(args): Parameters<UpdateStatusArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        let actor = caller(&context, Some(&args.updated_by));
         let result = self
             .service
             .update_status(
                 &args.task_id,
                 args.new_status,
-                &args.updated_by,
+                &actor,
                 args.comment.as_deref(),
             )
             .await;
@@ -321,6 +325,7 @@ impl TasksServer {
     async fn update_task(
         &self,
         Parameters(args): Parameters<UpdateTaskArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let patch = TaskPatch {
             title: args.title,
@@ -330,7 +335,7 @@ impl TasksServer {
             complexity: args.complexity,
             assignee: args.assignee_id,
         };
-        let actor = args.updated_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+        let actor = caller(&context, args.updated_by.as_deref());
         let result = self
             .service
             .update_task(
@@ -352,8 +357,9 @@ impl TasksServer {
     async fn delete_task(
         &self,
         Parameters(args): Parameters<DeleteTaskArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let actor = args.deleted_by.unwrap_or_else(|| DEFAULT_ACTOR.into());
+        let actor = caller(&context, args.deleted_by.as_deref());
         let result = self
             .service
             .delete_task(&args.task_id, &actor, args.expected_version)

@@ -4,14 +4,15 @@
 use rmcp::{
     ErrorData as McpError,
     handler::server::{tool::schema_for_output, wrapper::Parameters},
-    model::CallToolResult,
+    model::{CallToolResult, ContentBlock},
+    service::{RequestContext, RoleServer},
     tool, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::respond;
-use crate::{User, server::TasksServer, service::NewUser};
+use super::{principal, respond};
+use crate::{User, auth::Scope, server::TasksServer, service::NewUser};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct AddUserArgs {
@@ -29,7 +30,20 @@ impl TasksServer {
     async fn add_user(
         &self,
         Parameters(args): Parameters<AddUserArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
+        // Who may be assigned work is the admin scope's to decide, over MCP as over REST.
+        if let Some(principal) = principal(&context)
+            && principal.scope < Scope::Admin
+        {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(
+                format!(
+                    "adding users needs the admin scope; {} has {:?}",
+                    principal.name, principal.scope
+                )
+                .to_lowercase(),
+            )]));
+        }
         let input = NewUser {
             email: args.email,
             name: args.name,
