@@ -111,26 +111,14 @@ pub(super) async fn stream_tasks(
         })?),
         None => None,
     };
-    let mut subscription = service
-        .bus()
-        .subscribe(filter.clone(), after)
-        .await
-        .map_err(crate::Error::from)?;
-    // The bus no longer holds what the client missed: the store's event table may.
-    let mut from_store: Vec<SseEvent> = Vec::new();
-    if let Some(cursor) = after
-        && subscription.take_initial_resync()
-    {
-        match service.events_after(cursor, MAX_STORE_REPLAY).await? {
-            Some(events) => {
-                if let Some(last) = events.last() {
-                    subscription.skip_through(last.id);
-                }
-                from_store.extend(events.iter().filter(|e| filter.matches(e)).map(sse_event));
-            }
-            None => from_store.push(resync()),
-        }
-    }
+    let Resumed {
+        subscription,
+        replayed,
+    } = resume(&service, &filter, after).await?;
+    let from_store: Vec<SseEvent> = match replayed {
+        Some(events) => events.iter().map(sse_event).collect(),
+        None => vec![resync()],
+    };
     let stop = shutdown
         .map(|Extension(StreamShutdown(token))| token)
         .unwrap_or_default();
@@ -169,6 +157,57 @@ pub(super) async fn stream_tasks(
 
 /// At most this many events are replayed from the store; a client further behind reloads.
 const MAX_STORE_REPLAY: u32 = 10_000;
+
+/// A stream's start: the live subscription, and what the store replays before it (`None`: the
+/// client missed events nobody can replay and must reload).
+struct Resumed {
+    subscription: mcp_core::Subscription,
+    replayed: Option<Vec<Event>>,
+}
+
+/// Subscribes after `after`. When the bus no longer holds what follows `after`, the store's
+/// event table replays it; then the bus is asked again from where the store's answer ends, for
+/// the events published just now whose position the store has not recorded yet (they are in
+/// neither the store's answer nor, the bus having resynced, the first subscription's backlog).
+async fn resume(
+    service: &TaskService,
+    filter: &EventFilter,
+    after: Option<EventId>,
+) -> crate::Result<Resumed> {
+    let mut subscription = service.bus().subscribe(filter.clone(), after).await?;
+    let Some(cursor) = after else {
+        return Ok(Resumed {
+            subscription,
+            replayed: Some(Vec::new()),
+        });
+    };
+    if !subscription.take_initial_resync() {
+        return Ok(Resumed {
+            subscription,
+            replayed: Some(Vec::new()),
+        });
+    }
+    let Some(events) = service.events_after(cursor, MAX_STORE_REPLAY).await? else {
+        return Ok(Resumed {
+            subscription,
+            replayed: None,
+        });
+    };
+    if let Some(last) = events.last().map(|event| event.id) {
+        let mut again = service.bus().subscribe(filter.clone(), Some(last)).await?;
+        if again.take_initial_resync() {
+            // The bus does not reach back that far either: what follows `last` and is not in
+            // the store yet cannot be replayed; live events continue after `last`.
+            subscription.skip_through(last);
+        } else {
+            subscription = again;
+        }
+    }
+    Ok(Resumed {
+        subscription,
+        replayed: Some(events.into_iter().filter(|e| filter.matches(e)).collect()),
+    })
+}
 
 fn sse_event(event: &Event) -> SseEvent {
     let body = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
@@ -221,4 +260,90 @@ where
             .interval(Duration::from_secs(15))
             .text("heartbeat"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use mcp_core::{Delivery, EventBus, EventFilter, MemoryBus, MemoryBusConfig, NewEvent};
+
+    use super::resume;
+    use crate::{
+        TaskService,
+        service::{NewTask, NewUser, TOPIC},
+        store::SqliteStore,
+    };
+
+    /// A client resumes from a cursor the bus has forgotten. The store replays what it has
+    /// recorded; the events published since but not yet recorded in the store (here, published
+    /// straight to the bus) come from the bus, asked again from where the store's answer ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resuming_from_the_store_then_the_bus_leaves_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("tasks.db"))
+            .await
+            .unwrap();
+        let bus = Arc::new(MemoryBus::new(MemoryBusConfig {
+            replay_capacity: 3,
+            subscriber_capacity: 64,
+        }));
+        let service = TaskService::new(Arc::new(store), bus.clone());
+        service
+            .add_user(NewUser {
+                email: "alice@example.com".into(),
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+        let filter = EventFilter::all().topic(TOPIC);
+        let mut watcher = bus.subscribe(filter.clone(), None).await.unwrap();
+        for n in 0..6 {
+            let task = NewTask {
+                title: format!("task {n}"),
+                description: String::new(),
+                assignee: "alice@example.com".into(),
+                repository: "acme/api".into(),
+                priority: None,
+                complexity: None,
+            };
+            service.create_task(task, "test").await.unwrap();
+        }
+        let mut recorded = Vec::new();
+        for _ in 0..6 {
+            match watcher.recv().await {
+                Some(Delivery::Event(event)) => recorded.push(event.id),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        // Published, but (as if the relay had not recorded them yet) not in the store.
+        let mut unrecorded = Vec::new();
+        for n in 0..2 {
+            let event = NewEvent::new(TOPIC, "task_updated", "test")
+                .with_subject("task_id", format!("unrecorded-{n}"));
+            unrecorded.push(bus.publish(event).await.unwrap().id);
+        }
+
+        let resumed = resume(&service, &filter, Some(recorded[0])).await.unwrap();
+        let replayed: Vec<_> = resumed
+            .replayed
+            .expect("the store replays")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(replayed, recorded[1..]);
+        let mut subscription = resumed.subscription;
+        for expected in unrecorded {
+            let delivery =
+                tokio::time::timeout(std::time::Duration::from_secs(2), subscription.recv())
+                    .await
+                    .expect("the bus replays what the store has not recorded");
+            match delivery {
+                Some(Delivery::Event(event)) => assert_eq!(event.id, expected),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
 }
