@@ -207,6 +207,9 @@ pub async fn serve_http(
     });
     let stopping = stop.clone();
     // The peer's address reaches the auth middleware, which limits failed attempts per address.
+    // This also spares every connection a copy of the route table: served as a bare `Router`,
+    // axum calls `Router::with_state(())` per accepted connection, which rebuilds every route
+    // (measured with 10,000 SSE streams: 37 KiB per stream that way, 20 KiB this way).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
