@@ -1,14 +1,14 @@
 //! `mcp-tasks`: the task server for MCP clients. Parses flags, opens the store, installs
 //! logging on stderr and serves.
 
+mod cli;
+
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_core::{EventBus, MemoryBus, RedisBus, RedisBusConfig};
-use mcp_tasks::{
-    ApiKey, AuthConfig, Ended, HttpConfig, TaskService, TaskStore, store::SqliteStore,
-};
+use mcp_tasks::{AuthConfig, Ended, HttpConfig, TaskService, TaskStore, store::SqliteStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +64,18 @@ struct AuthArgs {
     rate_limit: u32,
 }
 
+impl AuthArgs {
+    fn config(self) -> anyhow::Result<AuthConfig> {
+        cli::auth_config(
+            self.api_keys_file.as_deref(),
+            self.api_keys.as_deref(),
+            "MCP_TASKS_API_KEYS",
+            self.jwt_secret,
+            self.rate_limit,
+        )
+    }
+}
+
 impl std::fmt::Debug for AuthArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthArgs")
@@ -75,36 +87,6 @@ impl std::fmt::Debug for AuthArgs {
             )
             .field("rate_limit", &self.rate_limit)
             .finish()
-    }
-}
-
-impl AuthArgs {
-    fn config(self) -> anyhow::Result<AuthConfig> {
-        let mut api_keys = match &self.api_keys_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the API keys file {}", path.display()))?;
-                ApiKey::parse_list(&text, "file")
-                    .with_context(|| format!("in the API keys file {}", path.display()))?
-            }
-            None => Vec::new(),
-        };
-        if let Some(list) = &self.api_keys {
-            api_keys.extend(
-                ApiKey::parse_list(&list.replace(',', "\n"), "env")
-                    .context("in MCP_TASKS_API_KEYS")?,
-            );
-        }
-        let jwt_secret = match self.jwt_secret {
-            Some(secret) if secret.len() < 32 => bail!("JWT_SECRET must be at least 32 bytes"),
-            Some(secret) => Some(secret.into_bytes()),
-            None => None,
-        };
-        Ok(AuthConfig {
-            api_keys,
-            jwt_secret,
-            rate_limit: Some(self.rate_limit).filter(|rate| *rate > 0),
-        })
     }
 }
 
@@ -121,14 +103,7 @@ struct Backend {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MCP_TASKS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    cli::init_logging("MCP_TASKS_LOG");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -153,7 +128,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn stdio(backend: Backend) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal();
+    let shutdown = cli::shutdown_signal();
     let service = open_service(backend).await?;
     // Retries events the bus refused (say, Redis was down) until the session ends.
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -193,7 +168,7 @@ async fn serve(backend: Backend, listen: SocketAddr, config: HttpConfig) -> anyh
             "authentication on"
         );
     }
-    let shutdown = shutdown_signal();
+    let shutdown = cli::shutdown_signal();
     let service = open_service(backend).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -209,10 +184,10 @@ async fn open_service(backend: Backend) -> anyhow::Result<Arc<TaskService>> {
     let store = open_store(backend.database_url).await?;
     let bus: Arc<dyn EventBus> = match backend.redis_url {
         Some(url) => {
-            tracing::info!(redis = %redact(&url), "sharing events through Redis Streams");
+            tracing::info!(redis = %cli::redact(&url), "sharing events through Redis Streams");
             let bus = RedisBus::connect(RedisBusConfig::new(url.clone()))
                 .await
-                .with_context(|| format!("connecting to {}", redact(&url)))?;
+                .with_context(|| format!("connecting to {}", cli::redact(&url)))?;
             Arc::new(bus)
         }
         None => Arc::new(MemoryBus::default()),
@@ -222,10 +197,10 @@ async fn open_service(backend: Backend) -> anyhow::Result<Arc<TaskService>> {
 
 async fn open_store(database_url: Option<String>) -> anyhow::Result<Arc<dyn TaskStore>> {
     if let Some(url) = database_url {
-        tracing::info!(database = %redact(&url), "opening database");
+        tracing::info!(database = %cli::redact(&url), "opening database");
         return mcp_tasks::store::connect(&url)
             .await
-            .with_context(|| format!("opening {}", redact(&url)));
+            .with_context(|| format!("opening {}", cli::redact(&url)));
     }
     let path = default_database_path()?;
     tracing::info!(database = %path.display(), "opening the default SQLite database");
@@ -243,65 +218,4 @@ fn default_database_path() -> anyhow::Result<PathBuf> {
         .join("switchboard");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir.join("tasks.db"))
-}
-
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when
-/// the future is first polled, so a signal that arrives during start-up is not lost (and does
-/// not kill the process with the default action).
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let terminate = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        async move {
-            match (terminate, interrupt) {
-                (Ok(mut terminate), Ok(mut interrupt)) => {
-                    tokio::select! {
-                        _ = terminate.recv() => {}
-                        _ = interrupt.recv() => {}
-                    }
-                }
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, "cannot listen for signals; stop with end of input");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/tasks"),
-            "postgres://app:***@db:5432/tasks"
-        );
-        assert_eq!(redact("postgres://app@db/tasks"), "postgres://app@db/tasks");
-        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-    }
 }

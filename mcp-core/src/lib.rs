@@ -1,9 +1,12 @@
 //! Switchboard's shared building blocks: the event envelope every component speaks, and the
 //! [`EventBus`] seam that carries events between producers (task service, hub) and consumers
-//! (SSE, WebSocket, MCP resource notifications).
+//! (SSE, WebSocket, MCP resource notifications); and the HTTP plumbing every service shares:
+//! authentication ([`auth`]) and JSON errors, extractors and Host/Origin checks ([`http`]).
 
+pub mod auth;
 mod bus;
 mod event;
+pub mod http;
 
 pub use bus::memory::MemoryBusConfig;
 pub use bus::redis::{RedisBus, RedisBusConfig};

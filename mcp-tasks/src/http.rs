@@ -7,10 +7,13 @@ use std::{future::Future, sync::Arc};
 use axum::{
     Extension, Router,
     extract::{DefaultBodyLimit, State},
-    http::StatusCode,
+    http::{Method, StatusCode},
     middleware,
     routing::get,
-    serve::ListenerExt,
+};
+use mcp_core::{
+    auth::{self, AuthConfig, Gate, Scope},
+    http::{OriginPolicy, check_origin},
 };
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -19,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Error, Result, TaskService, TasksServer,
-    auth::{self, AuthConfig, Gate},
     metrics::{self, Metrics},
     rest,
     service::ListTasks,
@@ -45,14 +47,14 @@ pub fn http_router(
     config: &HttpConfig,
     shutdown: CancellationToken,
 ) -> Router {
-    let mut allowed_hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    allowed_hosts.extend(config.allowed_hosts.iter().cloned());
-    let origin_check = Arc::new(OriginCheck {
-        hosts: allowed_hosts.clone(),
-        origins: config.allowed_origins.clone(),
-    });
+    // Probes and scrapers call these by the machine's address; they reveal nothing.
+    let origin_policy = OriginPolicy::new(
+        &config.allowed_hosts,
+        &config.allowed_origins,
+        &["/healthz", "/readyz", "/metrics"],
+    );
     let mcp_config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(allowed_hosts)
+        .with_allowed_hosts(origin_policy.hosts().to_vec())
         .with_allowed_origins(config.allowed_origins.iter().cloned())
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.clone());
@@ -72,7 +74,7 @@ pub fn http_router(
         .with_state(service.clone())
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
-            Gate::new(config.auth.clone()),
+            Gate::new(config.auth.clone(), required_scope),
             auth::guard,
         ));
     let scrape = Router::new()
@@ -89,75 +91,25 @@ pub fn http_router(
         .merge(protected)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)
-        .layer(middleware::from_fn_with_state(origin_check, check_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(origin_policy),
+            check_origin,
+        ))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
 }
 
-/// Which `Host` and `Origin` headers the whole HTTP surface answers (not only `/mcp`): a web
-/// page that rebinds its name to 127.0.0.1 must not reach the API through the user's browser.
-#[derive(Debug)]
-struct OriginCheck {
-    hosts: Vec<String>,
-    origins: Vec<String>,
-}
-
-async fn check_origin(
-    State(check): State<Arc<OriginCheck>>,
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    // Probes and scrapers call these by the machine's address; they reveal nothing.
-    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
-        return next.run(request).await;
+/// The scope a request needs: reading needs `read`; changing anything, and MCP sessions
+/// (whose tools write), need `write`; adding users needs `admin`.
+fn required_scope(method: &Method, path: &str) -> Scope {
+    if path == "/mcp" || path.starts_with("/mcp/") {
+        return Scope::Write;
     }
-    // Owned copies: nothing borrowed from the request may live across the await below.
-    let (host, origin) = {
-        let header = |name| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        (
-            header(axum::http::header::HOST),
-            header(axum::http::header::ORIGIN),
-        )
-    };
-    if let Some(host) = host.as_deref() {
-        // Host is `name[:port]`, with IPv6 names in brackets.
-        let name = match host.strip_prefix('[') {
-            Some(rest) => rest.split(']').next().unwrap_or_default(),
-            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-        };
-        if !check
-            .hosts
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(name))
-        {
-            return rest::ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("host {name:?} is not served here; add it with --allowed-host"),
-            )
-            .into_response();
-        }
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
+        // Who may be assigned work is the admin's to decide (MCP's add_user checks the same).
+        Method::POST if path == "/api/users" => Scope::Admin,
+        _ => Scope::Write,
     }
-    if let Some(origin) = origin.as_deref()
-        && !check
-            .origins
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
-    {
-        return rest::ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("origin {origin:?} is not allowed; add it with --allowed-origin"),
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 /// Ready when the store answers a query.
@@ -187,11 +139,7 @@ pub async fn serve_http(
 ) -> Result<()> {
     let stop = CancellationToken::new();
     let app = http_router(service.clone(), &config, stop.clone());
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
+    let listener = mcp_core::http::nodelay(listener);
     // The relay outlives the server: requests still finishing when the signal comes may commit
     // events, and the relay's final flush must come after them.
     let relay_token = CancellationToken::new();

@@ -2,7 +2,6 @@
 //! [`TaskStore`] seam with its SQLite and PostgreSQL stores; the [`TaskService`] that validates,
 //! versions and records every change and publishes its event; and the MCP server agents use.
 
-mod auth;
 mod domain;
 mod error;
 mod http;
@@ -19,8 +18,8 @@ pub use domain::{
 pub use error::{BoxError, Error, Result};
 pub use store::TaskStore;
 pub mod service;
-pub use auth::{ApiKey, AuthConfig, Scope};
 pub use http::{HttpConfig, http_router, serve_http};
+pub use mcp_core::auth::{ApiKey, AuthConfig, Scope};
 pub use server::TasksServer;
 pub use service::TaskService;
 pub use stdio::{Ended, serve_stdio};

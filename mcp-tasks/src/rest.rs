@@ -10,11 +10,8 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
-    http::{HeaderMap, StatusCode, header, request::Parts},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode, header},
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::{Error, TaskService};
@@ -27,7 +24,10 @@ const DEFAULT_ACTOR: &str = "api";
 
 /// The actor to record: with authentication on, the credential (and whom it says it acts for);
 /// without, whom the request names, or [`DEFAULT_ACTOR`].
-pub(crate) fn actor(principal: Option<&crate::auth::Principal>, claimed: Option<&str>) -> String {
+pub(crate) fn actor(
+    principal: Option<&mcp_core::auth::Principal>,
+    claimed: Option<&str>,
+) -> String {
     match principal {
         Some(principal) => principal.actor(claimed),
         None => claimed
@@ -45,30 +45,7 @@ pub(crate) fn routes() -> Router<Arc<TaskService>> {
         .merge(users::routes())
 }
 
-/// An error response: a status and `{"error":{"code","message","details"}}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    details: Value,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: Value::Null,
-        }
-    }
-
-    fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
-        self
-    }
-}
+pub(crate) use mcp_core::http::{ApiError, ApiJson, ApiQuery, method_not_allowed, not_found};
 
 /// The body of every error response.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -85,19 +62,6 @@ struct ErrorDetail {
     /// Structured specifics (the field, the current version, suggestions), or null.
     #[schema(value_type = Object)]
     details: Value,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-                details: self.details,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
 }
 
 /// The OpenAPI document of the REST API, generated from the handlers and types.
@@ -186,85 +150,6 @@ impl From<Error> for ApiError {
             }
         }
     }
-}
-
-/// `Json<T>` whose rejections are [`ApiError`]s: malformed JSON is 400, a wrong shape or value
-/// 422, a missing content type 415, an oversized body 413.
-pub(crate) struct ApiJson<T>(pub(crate) T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(&rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_argument",
-        _ => "bad_request",
-    };
-    let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes")
-        }
-        _ => rejection.body_text(),
-    };
-    ApiError::new(status, code, message)
-}
-
-/// The query string, with rejections as [`ApiError`]s (400).
-pub(crate) struct ApiQuery<T>(pub(crate) T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                rejection.body_text(),
-            )),
-        }
-    }
-}
-
-/// JSON 404 for paths the API does not have.
-pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such endpoint: {}", uri.path()),
-    )
-}
-
-/// JSON 405 for a method a path does not take.
-pub(crate) async fn method_not_allowed(
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {}", uri.path()),
-    )
 }
 
 /// A task's entity tag: its version.

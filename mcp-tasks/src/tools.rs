@@ -40,11 +40,11 @@ impl TasksServer {
 
 /// The credential behind a tool call: present over HTTP with authentication on (the auth
 /// middleware put it in the request, which rmcp hands to the tool), absent over stdio.
-fn principal(context: &RequestContext<RoleServer>) -> Option<&crate::auth::Principal> {
+fn principal(context: &RequestContext<RoleServer>) -> Option<&mcp_core::auth::Principal> {
     context
         .extensions
         .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
+        .and_then(|parts| parts.extensions.get::<mcp_core::auth::Principal>())
 }
 
 /// The actor to record for a tool call. With a credential, it is the credential, naming whom

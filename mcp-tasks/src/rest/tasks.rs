@@ -12,12 +12,12 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiQuery, ErrorBody, actor, etag, if_match};
-use crate::auth::Principal;
 use crate::{
     Comment, Complexity, HistoryEntry, Priority, Status, Task, TaskService,
     service::{ListTasks, NewTask, TaskPatch},
     store::StatusFilter,
 };
+use mcp_core::auth::Principal;
 
 pub(super) fn routes() -> Router<Arc<TaskService>> {
     Router::new()

@@ -12,7 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{principal, respond};
-use crate::{User, auth::Scope, server::TasksServer, service::NewUser};
+use mcp_core::auth::Scope;
+
+use crate::{User, server::TasksServer, service::NewUser};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct AddUserArgs {

@@ -1,5 +1,6 @@
-//! Who may call the HTTP API: API keys and HS256 JWTs, each with a scope (`read` < `write` <
-//! `admin`), checked on REST, SSE and MCP alike; and a token-bucket rate limit per credential.
+//! Who may call a service's HTTP API: API keys and HS256 JWTs, each with a scope (`read` <
+//! `write` < `admin`), checked on REST, SSE, WebSocket and MCP alike; and a token-bucket rate
+//! limit per credential. Each service says which scope a request needs ([`ScopePolicy`]).
 //!
 //! Keys are compared by their SHA-256 digests in constant time and never logged. JWTs are
 //! verified here with `hmac` + `sha2` (already in the build through sqlx) rather than pulling a
@@ -23,7 +24,20 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result, rest::ApiError};
+use crate::http::ApiError;
+
+/// A credential or a credentials list that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, AuthError>;
 
 /// What a credential may do. Each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,14 +48,14 @@ pub enum Scope {
 }
 
 impl std::str::FromStr for Scope {
-    type Err = Error;
+    type Err = AuthError;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
             "admin" => Ok(Scope::Admin),
-            other => Err(Error::Invalid {
+            other => Err(AuthError::Invalid {
                 field: "scope",
                 message: format!("{other:?} is not one of read, write, admin"),
             }),
@@ -74,7 +88,7 @@ const MAX_BUCKETS: usize = 10_000;
 impl ApiKey {
     pub fn new(name: impl Into<String>, scope: Scope, secret: &str) -> Result<Self> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(Error::Invalid {
+            return Err(AuthError::Invalid {
                 field: "api key",
                 message: format!("keys must be at least {MIN_SECRET_LEN} characters"),
             });
@@ -98,7 +112,7 @@ impl ApiKey {
             }
             let mut words = line.split_whitespace();
             let (Some(scope), Some(secret)) = (words.next(), words.next()) else {
-                return Err(Error::Invalid {
+                return Err(AuthError::Invalid {
                     field: "api keys",
                     message: format!("line {}: expected <scope> <key> [name]", number + 1),
                 });
@@ -145,15 +159,16 @@ impl AuthConfig {
 
 /// Who made a request. Put in the request's extensions by [`guard`] when authentication is on.
 #[derive(Debug, Clone)]
-pub(crate) struct Principal {
-    pub(crate) name: String,
-    pub(crate) scope: Scope,
+pub struct Principal {
+    /// `key:<name>` or `jwt:<sub>`: recorded as the actor of what it changes.
+    pub name: String,
+    pub scope: Scope,
 }
 
 impl Principal {
     /// The actor to record for a change this principal makes, naming whom it says it acts for
     /// (`claimed`) without letting that hide who really made it.
-    pub(crate) fn actor(&self, claimed: Option<&str>) -> String {
+    pub fn actor(&self, claimed: Option<&str>) -> String {
         match claimed.map(str::trim).filter(|c| !c.is_empty()) {
             Some(claimed) if claimed != self.name => format!("{claimed} (via {})", self.name),
             _ => self.name.clone(),
@@ -161,10 +176,15 @@ impl Principal {
     }
 }
 
-/// The middleware's state: credentials and the buckets of the rate limit.
+/// The scope a request needs, decided by each service from its method and path.
+pub type ScopePolicy = fn(&Method, &str) -> Scope;
+
+/// The middleware's state: credentials, the service's scope policy and the buckets of the rate
+/// limit.
 #[derive(Debug)]
-pub(crate) struct Gate {
+pub struct Gate {
     config: AuthConfig,
+    policy: ScopePolicy,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -175,9 +195,11 @@ struct Bucket {
 }
 
 impl Gate {
-    pub(crate) fn new(config: AuthConfig) -> Arc<Self> {
+    /// The state for [`guard`] (`middleware::from_fn_with_state(Gate::new(..), guard)`).
+    pub fn new(config: AuthConfig, policy: ScopePolicy) -> Arc<Self> {
         Arc::new(Self {
             config,
+            policy,
             buckets: Mutex::new(HashMap::new()),
         })
     }
@@ -204,6 +226,7 @@ impl Gate {
                     .get("x-api-key")
                     .and_then(|value| value.to_str().ok())
             })
+            .or_else(|| query_token(request))
             .map(str::trim)
             .ok_or_else(|| unauthorized("send Authorization: Bearer <API key or JWT>"))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -383,24 +406,24 @@ fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiE
     })
 }
 
-/// The scope a request needs: reading needs `read`; changing anything, and MCP sessions
-/// (whose tools write), need `write`; adding users needs `admin`.
-fn required_scope(request: &Request) -> Scope {
-    let path = request.uri().path();
-    if path == "/mcp" || path.starts_with("/mcp/") {
-        return Scope::Write;
+/// The `access_token` query parameter of a `GET`: browsers cannot set headers on WebSocket or
+/// `EventSource` connections. Only reads take it, so a token in a URL (which may be logged)
+/// never authorizes a change on its own request line.
+fn query_token(request: &Request) -> Option<&str> {
+    if request.method() != Method::GET {
+        return None;
     }
-    match *request.method() {
-        Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
-        // Who may be assigned work is the admin's to decide (MCP's add_user checks the same).
-        Method::POST if path == "/api/users" => Scope::Admin,
-        _ => Scope::Write,
-    }
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+        .filter(|token| !token.is_empty() && !token.contains('%'))
 }
 
 /// The axum middleware: 401 without a valid credential, 403 without the scope, 429 past the
 /// rate limit (with `Retry-After`).
-pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+pub async fn guard(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     // The peer's address, when the server was started with it (`serve_http` does).
     let client = request
         .extensions()
@@ -427,7 +450,7 @@ pub(crate) async fn guard(State(gate): State<Arc<Gate>>, request: Request, next:
             return response;
         }
     };
-    let needed = required_scope(&request);
+    let needed = (gate.policy)(request.method(), request.uri().path());
     if principal.scope < needed {
         let message = format!(
             "this needs the {needed:?} scope; the credential has {:?}",
