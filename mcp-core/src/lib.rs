@@ -7,8 +7,12 @@ pub mod auth;
 mod bus;
 mod event;
 pub mod http;
+mod sink;
 
 pub use bus::memory::MemoryBusConfig;
 pub use bus::redis::{RedisBus, RedisBusConfig};
 pub use bus::{BusError, Delivery, EventBus, EventFilter, Subscription, memory::MemoryBus};
 pub use event::{Event, EventId, NewEvent, ParseEventIdError};
+pub use sink::{
+    HttpSink, HttpSinkConfig, MAX_TITLE_CHARS, Push, Receipt, Sink, SinkError, is_channel_name,
+};
