@@ -1,0 +1,211 @@
+//! `mcp-hub`: the dashboard backend and its web page. Parses flags, opens the snapshot store and
+//! the event bus, installs logging on stderr and serves.
+
+mod cli;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use mcp_core::{EventBus, MemoryBus, MemoryBusConfig, RedisBus, RedisBusConfig};
+use mcp_hub::{Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig, snapshot::SqliteSnapshotStore};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-hub",
+    version,
+    about = "The Switchboard hub: a live dashboard that agents push to"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the dashboard page at /, the sync API and live updates under /api/dashboard.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on. A non-loopback address needs authentication configured.
+    #[arg(long, env = "MCP_HUB_LISTEN", default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// sqlite:PATH, postgres://… or memory:; default: a SQLite file in your data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// redis://… to share live updates between several hubs through Redis Streams; default:
+    /// in-process.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// A browser origin, besides the hub's own page, allowed to call the API (repeatable).
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// A Host name the hub answers besides localhost (repeatable).
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+    /// The largest push accepted, in bytes.
+    #[arg(long, env = "MCP_HUB_MAX_BODY_BYTES", default_value_t = mcp_hub::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// A task service (`mcp-tasks serve`) whose tasks the page shows as a board, e.g.
+    /// http://127.0.0.1:8080.
+    #[arg(long, env = "MCP_HUB_TASKS_URL")]
+    tasks_url: Option<String>,
+    /// A read key of that task service, when it requires one.
+    #[arg(long, env = "MCP_HUB_TASKS_API_KEY", hide_env_values = true)]
+    tasks_api_key: Option<String>,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("tasks_url", &self.tasks_url)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who may call the API. (Debug is written by hand: these hold secrets.)
+#[derive(Args)]
+struct AuthArgs {
+    /// File of API keys, one per line: `<read|write|admin> <key> [name]`. Pushing needs write,
+    /// reading (and the page's live connection) read.
+    #[arg(long, env = "MCP_HUB_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// API keys in the same form, separated by commas (prefer the file, or the environment
+    /// variable, to keep keys out of process listings).
+    #[arg(long, env = "MCP_HUB_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
+    /// HS256 secret for JWTs (at least 32 bytes; prefer the environment variable).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Requests per second per credential (bursts of twice as many); 0 for no limit.
+    #[arg(long, env = "MCP_HUB_RATE_LIMIT", default_value_t = 50)]
+    rate_limit: u32,
+}
+
+impl std::fmt::Debug for AuthArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthArgs")
+            .field("api_keys_file", &self.api_keys_file)
+            .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
+}
+
+/// Announcements carry whole snapshots (hundreds of KB for a big repository), so the bus keeps
+/// fewer of them for resuming dashboards than the task service keeps of its small events.
+const REPLAY_EVENTS: usize = 256;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli::init_logging("MCP_HUB_LOG");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let auth = cli::auth_config(
+        args.auth.api_keys_file.as_deref(),
+        args.auth.api_keys.as_deref(),
+        "MCP_HUB_API_KEYS",
+        args.auth.jwt_secret,
+        args.auth.rate_limit,
+    )?;
+    if !args.listen.ip().is_loopback() && !auth.is_enabled() {
+        bail!(
+            "refusing to listen on {} without authentication: pass --api-keys-file or set \
+             JWT_SECRET, or listen on 127.0.0.1",
+            args.listen
+        );
+    }
+    if auth.is_enabled() {
+        tracing::info!(
+            api_keys = auth.api_keys.len(),
+            jwt = auth.jwt_secret.is_some(),
+            rate_limit = ?auth.rate_limit,
+            "authentication on"
+        );
+    }
+    if let Some(url) = &args.tasks_url
+        && !url.starts_with("http://")
+    {
+        bail!(
+            "--tasks-url {url:?}: give the task service's http:// address (the hub reads it over \
+             plain HTTP; put it on the same host or a private network)"
+        );
+    }
+    let shutdown = cli::shutdown_signal();
+    let store = open_store(args.database_url).await?;
+    let bus: Arc<dyn EventBus> = match args.redis_url {
+        Some(url) => {
+            tracing::info!(redis = %cli::redact(&url), "sharing live updates through Redis Streams");
+            let config = RedisBusConfig::new(url.clone())
+                .with_stream("switchboard:dashboard")
+                .with_max_len(REPLAY_EVENTS * 4);
+            Arc::new(
+                RedisBus::connect(config)
+                    .await
+                    .with_context(|| format!("connecting to {}", cli::redact(&url)))?,
+            )
+        }
+        None => Arc::new(MemoryBus::new(MemoryBusConfig {
+            replay_capacity: REPLAY_EVENTS,
+            ..MemoryBusConfig::default()
+        })),
+    };
+    let hub = Arc::new(Hub::new(store, bus));
+    let config = HubHttpConfig {
+        allowed_hosts: args.allowed_hosts,
+        allowed_origins: args.allowed_origins,
+        auth,
+        max_body_bytes: args.max_body_bytes,
+        tasks_feed: args.tasks_url.map(|url| TasksFeedConfig {
+            api_key: args.tasks_api_key,
+            ..TasksFeedConfig::new(url)
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %bound, "listening; the dashboard is at http://{bound}/");
+    mcp_hub::serve_hub(hub, listener, config, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn open_store(database_url: Option<String>) -> anyhow::Result<Arc<dyn SnapshotStore>> {
+    if let Some(url) = database_url {
+        tracing::info!(database = %cli::redact(&url), "opening database");
+        return mcp_hub::snapshot::connect(&url)
+            .await
+            .with_context(|| format!("opening {}", cli::redact(&url)));
+    }
+    // An MCP client or a service manager starts the hub from an unpredictable working
+    // directory, so the default must not depend on it.
+    let dir = dirs::data_dir()
+        .context("no data directory for this user; pass --database-url")?
+        .join("switchboard");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("hub.db");
+    tracing::info!(database = %path.display(), "opening the default SQLite database");
+    let store = SqliteSnapshotStore::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,142 @@
+//! The hub over HTTP: the dashboard page at `/`, the sync and read API and the live endpoints
+//! under `/api/dashboard` (behind authentication and a rate limit when configured), and the
+//! open `/healthz` and `/readyz`.
+
+use std::{future::Future, sync::Arc};
+
+use axum::{
+    Extension, Router,
+    extract::{DefaultBodyLimit, State},
+    http::{Method, StatusCode},
+    middleware,
+    routing::get,
+};
+use mcp_core::{
+    auth::{self, AuthConfig, Gate, Scope},
+    http::{OriginPolicy, check_origin, method_not_allowed, not_found},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Error, Result,
+    hub::Hub,
+    live::{self, LiveShutdown},
+    rest::{self, PageConfig},
+    tasks_feed::{TasksFeedConfig, run_tasks_feed},
+    web,
+};
+
+/// The largest push accepted by default: 1,000 issues with their labels take about 400 KB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the hub's HTTP front door accepts.
+#[derive(Debug, Clone)]
+pub struct HubHttpConfig {
+    /// Extra `Host` names beyond the loopback ones (against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins besides the hub's own page that may call the API.
+    pub allowed_origins: Vec<String>,
+    /// Credentials and rate limit for `/api` (the page, health checks are open).
+    pub auth: AuthConfig,
+    /// The largest push body; a larger one is refused with 413.
+    pub max_body_bytes: usize,
+    /// The task service whose tasks the page's board shows (`serve_hub` follows it; an
+    /// embedder calling [`hub_router`] runs [`crate::run_tasks_feed`] itself).
+    pub tasks_feed: Option<TasksFeedConfig>,
+}
+
+impl Default for HubHttpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            auth: AuthConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            tasks_feed: None,
+        }
+    }
+}
+
+/// Reading needs `read`; pushing needs `write`.
+fn required_scope(method: &Method, _path: &str) -> Scope {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
+        _ => Scope::Write,
+    }
+}
+
+/// The routes, for serving or for mounting inside another axum app. `shutdown` ends the live
+/// connections when cancelled.
+pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationToken) -> Router {
+    let origin_policy = OriginPolicy::new(
+        &config.allowed_hosts,
+        &config.allowed_origins,
+        &["/healthz", "/readyz"],
+    );
+    let protected = Router::new()
+        .merge(rest::routes())
+        .merge(live::routes())
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(Extension(LiveShutdown(shutdown)))
+        .layer(Extension(PageConfig {
+            tasks: config.tasks_feed.is_some(),
+        }))
+        .layer(middleware::from_fn_with_state(
+            Gate::new(config.auth.clone(), required_scope),
+            auth::guard,
+        ));
+    Router::new()
+        .route("/", get(web::page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(protected)
+        .with_state(hub)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::new(origin_policy),
+            check_origin,
+        ))
+}
+
+/// Ready when the snapshot store answers.
+async fn ready(State(hub): State<Arc<Hub>>) -> (StatusCode, &'static str) {
+    match hub.ready().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the snapshot store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes: then stops accepting, ends live
+/// connections and the tasks feed, and lets in-flight requests finish. Every accepted connection has `TCP_NODELAY`.
+pub async fn serve_hub(
+    hub: Arc<Hub>,
+    listener: tokio::net::TcpListener,
+    config: HubHttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let stop = CancellationToken::new();
+    let app = hub_router(hub.clone(), &config, stop.clone());
+    let feed = config
+        .tasks_feed
+        .map(|feed| tokio::spawn(run_tasks_feed(hub, feed, stop.clone())));
+    // ConnectInfo lets the auth middleware limit failed attempts per client address, and spares
+    // each connection a rebuild of the route table (see mcp-tasks' serve_http).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stopping = stop.clone();
+    axum::serve(mcp_core::http::nodelay(listener), app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+        })
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    stop.cancel();
+    if let Some(feed) = feed {
+        let _ = feed.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! Live snapshots for dashboards: `GET /api/dashboard/ws` (WebSocket) and
+//! `GET /api/dashboard/stream` (Server-Sent Events) carry the same messages. A connection starts
+//! with `initial_data` (every matching snapshot), or, when it resumes with `last_event_id` and
+//! the bus still holds what it missed, with those announcements; then every `<channel>_update`.
+//! When the bus cannot replay (or cuts off a client that fell behind), the client gets a fresh
+//! `initial_data`: snapshots are whole states, so that is a complete resync.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Router,
+    extract::{
+        State,
+        ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+    routing::get,
+};
+use futures_util::stream::{self, StreamExt};
+use mcp_core::{
+    Delivery, Event, EventId, Subscription,
+    http::{ApiError, ApiQuery},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Result, hub::Hub, snapshot::SnapshotQuery, validate};
+
+/// How often an idle WebSocket is pinged (and an SSE stream sent a comment).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// The largest message a dashboard may send (they send only small subscribe requests).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// Ends every live connection when the server shuts down, so graceful shutdown is not held open.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LiveShutdown(pub(crate) CancellationToken);
+
+pub(crate) fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/api/dashboard/ws", get(websocket))
+        .route("/api/dashboard/stream", get(sse))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveParams {
+    /// Comma-separated channel names; all when absent.
+    channels: Option<String>,
+    repository: Option<String>,
+    last_event_id: Option<String>,
+    /// Read by the auth middleware (browsers cannot set headers on these connections).
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
+}
+
+/// What a connection is subscribed to.
+fn subscription_query(channels: Option<&str>, repository: Option<String>) -> Result<SnapshotQuery> {
+    let channels: Vec<String> = channels
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for channel in &channels {
+        validate::channel(channel)?;
+    }
+    let repository = repository.filter(|r| !r.trim().is_empty());
+    if let Some(repository) = &repository {
+        validate::repository(repository)?;
+    }
+    Ok(SnapshotQuery {
+        channels,
+        repository,
+    })
+}
+
+fn parse_cursor(text: Option<&str>) -> Result<Option<EventId>, ApiError> {
+    match text.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(text) => text.parse::<EventId>().map(Some).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("last_event_id: {e}"),
+            )
+        }),
+        None => Ok(None),
+    }
+}
+
+/// A connection's start: its subscription and, unless the bus replays what the client missed,
+/// the `initial_data` message to send first.
+struct Start {
+    subscription: Subscription,
+    initial: Option<Value>,
+}
+
+async fn start(hub: &Hub, query: &SnapshotQuery, after: Option<EventId>) -> Result<Start> {
+    // Subscribe before listing: a push between the two is then both listed and announced
+    // (harmless, a snapshot is a whole state), never neither.
+    let mut subscription = hub.subscribe(query, after).await?;
+    if after.is_some() && !subscription.take_initial_resync() {
+        return Ok(Start {
+            subscription,
+            initial: None,
+        });
+    }
+    Ok(Start {
+        subscription,
+        initial: Some(initial_data(hub, query).await?),
+    })
+}
+
+async fn initial_data(hub: &Hub, query: &SnapshotQuery) -> Result<Value> {
+    let snapshots = hub.snapshots(query).await?;
+    let latest = snapshots.iter().filter_map(|s| s.event_id).max();
+    Ok(json!({
+        "type": "initial_data",
+        "id": latest,
+        "data": { "snapshots": snapshots },
+    }))
+}
+
+fn envelope(event: &Event) -> String {
+    serde_json::to_string(event).unwrap_or_else(|_| "{}".into())
+}
+
+async fn websocket(
+    State(hub): State<Arc<Hub>>,
+    shutdown: Option<Extension<LiveShutdown>>,
+    ApiQuery(params): ApiQuery<LiveParams>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let query = subscription_query(params.channels.as_deref(), params.repository)?;
+    let after = parse_cursor(params.last_event_id.as_deref())?;
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return Err(ApiError::new(
+                rejection.status(),
+                "bad_request",
+                format!("{}: connect with a WebSocket client", rejection.body_text()),
+            ));
+        }
+    };
+    // Started before the upgrade, so a bad subscription or a store that does not answer is an
+    // HTTP error the client can read, not a socket that closes.
+    let start = start(&hub, &query, after).await?;
+    let stop = shutdown.map(|Extension(s)| s.0).unwrap_or_default();
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            if let Err(error) = serve_socket(socket, hub, query, start, stop).await {
+                tracing::debug!(%error, "dashboard websocket ended");
+            }
+        }))
+}
+
+/// What a dashboard may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    /// Replace the subscription; answered with a fresh `initial_data`.
+    Subscribe {
+        #[serde(default)]
+        channels: Option<Vec<String>>,
+        #[serde(default)]
+        repository: Option<String>,
+    },
+    Ping,
+}
+
+async fn serve_socket(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    mut query: SnapshotQuery,
+    start: Start,
+    stop: CancellationToken,
+) -> std::result::Result<(), axum::Error> {
+    let Start {
+        mut subscription,
+        initial,
+    } = start;
+    if let Some(initial) = initial {
+        socket.send(Message::text(initial.to_string())).await?;
+    }
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return Ok(());
+            }
+            delivery = subscription.recv() => match delivery {
+                Some(Delivery::Event(event)) => {
+                    socket.send(Message::text(envelope(&event))).await?;
+                }
+                // Missed events (or cut off for falling behind): start over from the snapshots.
+                _ => {
+                    match start_over(&hub, &query).await {
+                        Ok((fresh, initial)) => {
+                            subscription = fresh;
+                            socket.send(Message::text(initial.to_string())).await?;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot resync a dashboard; closing it");
+                            let _ = socket.send(Message::Close(None)).await;
+                            return Ok(());
+                        }
+                    }
+                }
+            },
+            message = socket.recv() => {
+                let Some(message) = message else { return Ok(()) };
+                match message? {
+                    Message::Text(text) => {
+                        let reply = match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                            Ok(ClientMessage::Ping) => json!({"type": "pong"}),
+                            Ok(ClientMessage::Subscribe { channels, repository }) => {
+                                let channels = channels.map(|c| c.join(","));
+                                match subscription_query(channels.as_deref(), repository) {
+                                    Ok(new_query) => match start_over(&hub, &new_query).await {
+                                        Ok((fresh, initial)) => {
+                                            query = new_query;
+                                            subscription = fresh;
+                                            initial
+                                        }
+                                        Err(error) => error_message(&error.to_string()),
+                                    },
+                                    Err(error) => error_message(&error.to_string()),
+                                }
+                            }
+                            Err(error) => error_message(&format!(
+                                "expected {{\"type\":\"subscribe\",\"channels\":[…],\"repository\":…}} or {{\"type\":\"ping\"}}: {error}"
+                            )),
+                        };
+                        socket.send(Message::text(reply.to_string())).await?;
+                    }
+                    Message::Close(_) => return Ok(()),
+                    // Pings are answered by axum; pongs and binary frames mean nothing here.
+                    _ => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                socket.send(Message::Ping(Default::default())).await?;
+            }
+        }
+    }
+}
+
+async fn start_over(hub: &Hub, query: &SnapshotQuery) -> Result<(Subscription, Value)> {
+    let Start {
+        subscription,
+        initial,
+    } = start(hub, query, None).await?;
+    Ok((subscription, initial.unwrap_or_default()))
+}
+
+fn error_message(message: &str) -> Value {
+    json!({ "type": "error", "message": message })
+}
+
+async fn sse(
+    State(hub): State<Arc<Hub>>,
+    shutdown: Option<Extension<LiveShutdown>>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<LiveParams>,
+) -> Result<Response, ApiError> {
+    let query = subscription_query(params.channels.as_deref(), params.repository)?;
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(params.last_event_id);
+    let after = parse_cursor(cursor.as_deref())?;
+    let Start {
+        subscription,
+        initial,
+    } = start(&hub, &query, after).await?;
+    let stop = shutdown.map(|Extension(s)| s.0).unwrap_or_default();
+    let hello = SseEvent::default()
+        .retry(Duration::from_secs(2))
+        .comment("connected");
+    let first = initial.map(|initial| initial_sse(&initial));
+    let events = stream::unfold(Some((hub, query, subscription)), |state| async move {
+        let (hub, query, mut subscription) = state?;
+        match subscription.recv().await {
+            Some(Delivery::Event(event)) => Some((
+                SseEvent::default()
+                    .id(event.id.to_string())
+                    .event(event.kind.clone())
+                    .data(envelope(&event)),
+                Some((hub, query, subscription)),
+            )),
+            _ => match start_over(&hub, &query).await {
+                Ok((fresh, initial)) => Some((initial_sse(&initial), Some((hub, query, fresh)))),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot resync a dashboard stream; ending it");
+                    None
+                }
+            },
+        }
+    });
+    let body = stream::once(async move { hello })
+        .chain(stream::iter(first))
+        .chain(events)
+        .take_until(async move { stop.cancelled_owned().await })
+        .map(Ok::<_, Infallible>);
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn initial_sse(initial: &Value) -> SseEvent {
+    let event = SseEvent::default()
+        .event("initial_data")
+        .data(initial.to_string());
+    match initial.get("id").and_then(Value::as_str) {
+        Some(id) => event.id(id),
+        None => event,
+    }
+}
