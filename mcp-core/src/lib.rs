@@ -1,7 +1,8 @@
-//! Switchboard's shared building blocks: the event envelope every component speaks, and the
+//! Switchboard's shared building blocks: the event envelope every component speaks; the
 //! [`EventBus`] seam that carries events between producers (task service, hub) and consumers
-//! (SSE, WebSocket, MCP resource notifications); and the HTTP plumbing every service shares:
-//! authentication ([`auth`]) and JSON errors, extractors and Host/Origin checks ([`http`]).
+//! (SSE, WebSocket, MCP resource notifications); the [`Sink`] seam that pushes payloads to a
+//! dashboard ([`HttpSink`]); and the HTTP plumbing every service shares: authentication
+//! ([`auth`]) and JSON errors, extractors and Host/Origin checks ([`http`]).
 
 pub mod auth;
 mod bus;
