@@ -7,7 +7,6 @@ mod commits;
 mod issues;
 mod pulls;
 mod push;
-mod schema;
 mod search;
 
 use std::sync::Arc;
@@ -37,9 +36,15 @@ impl GitHubServer {
             + Self::push_tools();
         for route in router.map.values_mut() {
             let tool = &mut route.attr;
-            tool.input_schema = Arc::new(schema::compact(&tool.input_schema, schema::Kind::Input));
+            tool.input_schema = Arc::new(mcp_core::schema::compact(
+                &tool.input_schema,
+                mcp_core::schema::Kind::Input,
+            ));
             if let Some(output) = &tool.output_schema {
-                tool.output_schema = Some(Arc::new(schema::compact(output, schema::Kind::Output)));
+                tool.output_schema = Some(Arc::new(mcp_core::schema::compact(
+                    output,
+                    mcp_core::schema::Kind::Output,
+                )));
             }
         }
         router

@@ -4,7 +4,6 @@
 //! wrong and what is valid.
 
 mod comments;
-mod schema;
 mod tasks;
 mod users;
 
@@ -29,9 +28,15 @@ impl TasksServer {
         let mut router = Self::task_tools() + Self::comment_tools() + Self::user_tools();
         for route in router.map.values_mut() {
             let tool = &mut route.attr;
-            tool.input_schema = Arc::new(schema::compact(&tool.input_schema, schema::Kind::Input));
+            tool.input_schema = Arc::new(mcp_core::schema::compact(
+                &tool.input_schema,
+                mcp_core::schema::Kind::Input,
+            ));
             if let Some(output) = &tool.output_schema {
-                tool.output_schema = Some(Arc::new(schema::compact(output, schema::Kind::Output)));
+                tool.output_schema = Some(Arc::new(mcp_core::schema::compact(
+                    output,
+                    mcp_core::schema::Kind::Output,
+                )));
             }
         }
         router

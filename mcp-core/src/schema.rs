@@ -1,5 +1,6 @@
-//! Compacts the JSON Schemas schemars generates, because every byte of `tools/list` is paid
-//! for in an agent's context on every turn. Definitions are inlined, optional values lose their
+//! Compacts the JSON Schemas schemars generates for MCP tools, because every byte of
+//! `tools/list` is paid for in an agent's context on every turn. Shared by every server's tool
+//! registry. Definitions are inlined, optional values lose their
 //! `null` alternative (absent means the same), and annotations an agent does not need (`$schema`,
 //! `format`, titles, enum descriptions) go. Output schemas keep only their shape: property names
 //! and types.
@@ -8,12 +9,13 @@ use serde_json::{Map, Value};
 
 /// Which schema of a tool is being compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Input,
     Output,
 }
 
-pub(crate) fn compact(schema: &Map<String, Value>, kind: Kind) -> Map<String, Value> {
+/// `schema` without what an agent does not need (see the module's description).
+pub fn compact(schema: &Map<String, Value>, kind: Kind) -> Map<String, Value> {
     let mut root = schema.clone();
     let defs = match root.remove("$defs") {
         Some(Value::Object(defs)) => defs,
