@@ -102,9 +102,9 @@ impl std::fmt::Debug for AuthArgs {
     }
 }
 
-/// Announcements carry whole snapshots (hundreds of KB for a big repository), so the bus keeps
-/// fewer of them for resuming dashboards than the task service keeps of its small events.
-const REPLAY_EVENTS: usize = 256;
+/// Announcements carry whole snapshots (hundreds of KB for a big repository). Dashboards resume
+/// from the snapshot store, never from the bus's history, so the bus keeps only a few.
+const REPLAY_EVENTS: usize = 16;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

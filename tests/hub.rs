@@ -169,6 +169,7 @@ async fn a_push_reaches_dashboards_and_survives_a_restart() {
     assert_eq!(initial["data"]["snapshots"], json!([]));
 
     let receipt = push(&hub.address, "issues", &issues("acme/api", &[1, 2, 3]), &[]).await;
+    let first_id = receipt["event_id"].as_str().unwrap().to_owned();
     assert_eq!(receipt["channel"], "issues");
     assert_eq!(receipt["broadcast"], true);
     let update = next_message(&mut socket).await;
@@ -245,10 +246,22 @@ async fn a_push_reaches_dashboards_and_survives_a_restart() {
         initial["data"]["snapshots"][0]["data"]["issues"][0]["number"],
         1
     );
-    // A cursor from before the restart cannot be replayed: the client gets the state instead.
-    let stale = receipt["event_id"].as_str().unwrap();
-    let mut socket = websocket(&hub.address, &format!("?last_event_id={stale}")).await;
-    assert_eq!(next_message(&mut socket).await["type"], "initial_data");
+    // A dashboard that was watching before the restart resumes where it was: it gets what it
+    // missed (the acme/web push, after its cursor), nothing it already had, then live updates.
+    let mut socket = websocket(&hub.address, &format!("?last_event_id={first_id}")).await;
+    let missed = next_message(&mut socket).await;
+    assert_eq!(missed["type"], "issues_update");
+    assert_eq!(missed["id"], receipt["event_id"]);
+    assert_eq!(missed["data"]["repository"], "acme/web");
+    let latest = receipt["event_id"].as_str().unwrap();
+    let mut up_to_date = websocket(&hub.address, &format!("?last_event_id={latest}")).await;
+    let live = push(&hub.address, "issues", &issues("acme/api", &[4]), &[]).await;
+    let update = next_message(&mut up_to_date).await;
+    assert_eq!(
+        update["id"], live["event_id"],
+        "nothing before the live update"
+    );
+    assert_eq!(next_message(&mut socket).await["id"], live["event_id"]);
     hub.stop().await;
 }
 

@@ -9,7 +9,7 @@ use mcp_core::{EventBus, EventFilter, EventId, NewEvent, Subscription};
 use serde::Serialize;
 
 use crate::{
-    Result,
+    Error, Result,
     snapshot::{NewSnapshot, Put, Snapshot, SnapshotQuery, SnapshotStore},
     validate,
 };
@@ -37,7 +37,8 @@ pub struct Receipt {
     /// stored, and dashboards get it when they next connect).
     pub event_id: Option<EventId>,
     pub received_at: DateTime<Utc>,
-    /// The push's key was seen before: nothing was stored or announced again.
+    /// The push's key was seen before: nothing was stored again (it is announced now only if
+    /// the first attempt never was).
     pub duplicate: bool,
     /// Whether dashboards were told.
     pub broadcast: bool,
@@ -47,6 +48,8 @@ pub struct Receipt {
 pub struct Hub {
     store: Arc<dyn SnapshotStore>,
     bus: Arc<dyn EventBus>,
+    /// Held from storing a push to announcing it.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -62,12 +65,16 @@ pub fn update_type(channel: &str) -> String {
 
 impl Hub {
     pub fn new(store: Arc<dyn SnapshotStore>, bus: Arc<dyn EventBus>) -> Self {
-        Self { store, bus }
+        Self {
+            store,
+            bus,
+            writes: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Validates, stores and announces a push made by `actor`.
     #[tracing::instrument(skip(self, push), fields(channel = %push.channel))]
-    pub async fn sync(&self, push: Push, actor: &str) -> Result<Receipt> {
+    pub async fn sync(self: &Arc<Self>, push: Push, actor: &str) -> Result<Receipt> {
         validate::channel(&push.channel)?;
         if let Some(repository) = &push.repository {
             validate::repository(repository)?;
@@ -78,34 +85,58 @@ impl Hub {
             validate::idempotency_key(key)?;
         }
         validate::data(&push.channel, &push.data)?;
-        let put = self
-            .store
-            .put(NewSnapshot {
-                channel: push.channel,
-                repository: push.repository,
-                title,
-                data: push.data,
-                actor: actor.to_owned(),
-                idempotency_key: push.idempotency_key,
-            })
-            .await?;
-        let snapshot = match put {
-            Put::Duplicate { current, revision } => {
-                return Ok(Receipt {
-                    event_id: current.event_id.filter(|_| current.revision == revision),
-                    received_at: current.updated_at,
-                    channel: current.channel,
-                    repository: current.repository,
-                    duplicate: true,
-                    broadcast: false,
-                });
-            }
-            Put::Stored(snapshot) => snapshot,
+        // A key is one client's name for one push: scoped by who sent it and where, so another
+        // writer (or another channel) reusing the same key is not mistaken for a retry.
+        // Neither a channel nor a key can hold a newline, so the scoped form is unambiguous.
+        let idempotency_key = push
+            .idempotency_key
+            .map(|key| format!("{actor}\n{}\n{key}", push.channel));
+        let snapshot = NewSnapshot {
+            channel: push.channel,
+            repository: push.repository,
+            title,
+            data: push.data,
+            actor: actor.to_owned(),
+            idempotency_key,
         };
-        let event_id = match self.bus.publish(announcement(&snapshot)).await {
+        // Stored and announced on a task of its own: a client that gives up waiting (and
+        // cancels this request) must not leave a stored push unannounced.
+        let hub = self.clone();
+        tokio::spawn(async move { hub.store_and_announce(snapshot).await })
+            .await
+            .map_err(|e| Error::Transport(format!("the push was interrupted: {e}")))?
+    }
+
+    async fn store_and_announce(&self, snapshot: NewSnapshot) -> Result<Receipt> {
+        // One push at a time, so revisions are announced in the order they were stored: two
+        // concurrent pushes to one channel can never leave dashboards on the older one.
+        let _turn = self.writes.lock().await;
+        match self.store.put(snapshot).await? {
+            Put::Stored(snapshot) => {
+                let event_id = self.announce(&snapshot).await;
+                Ok(receipt(snapshot, event_id, false))
+            }
+            Put::Duplicate { current, revision } if current.revision == revision => {
+                // The first attempt was stored but not announced (the bus was down, or the
+                // hub stopped in between): the retry announces it.
+                let event_id = match current.event_id {
+                    Some(id) => Some(id),
+                    None => self.announce(&current).await,
+                };
+                Ok(receipt(current, event_id, true))
+            }
+            // A newer push replaced it since; that one was (or will be) announced.
+            Put::Duplicate { current, .. } => Ok(receipt(current, None, true)),
+        }
+    }
+
+    /// Publishes `snapshot`'s announcement and records its id; `None` when the bus refused it
+    /// (the snapshot stays stored, and dashboards get it when they next connect).
+    async fn announce(&self, snapshot: &Snapshot) -> Option<EventId> {
+        match self.bus.publish(announcement(snapshot)).await {
             Ok(event) => {
-                // The snapshot is stored either way; without its event id a dashboard that
-                // resumes from exactly this event is sent the full state instead.
+                // Without its event id a dashboard that resumes after this event is sent the
+                // full state instead: correct, only larger.
                 if let Err(error) = self
                     .store
                     .set_event_id(
@@ -124,15 +155,7 @@ impl Hub {
                 tracing::warn!(%error, "stored a push but could not announce it");
                 None
             }
-        };
-        Ok(Receipt {
-            channel: snapshot.channel,
-            repository: snapshot.repository,
-            event_id,
-            received_at: snapshot.updated_at,
-            duplicate: false,
-            broadcast: event_id.is_some(),
-        })
+        }
     }
 
     pub async fn snapshot(
@@ -185,7 +208,7 @@ fn filter(query: &SnapshotQuery) -> EventFilter {
 
 /// The event announcing `snapshot`: the envelope's data is the snapshot itself, so a dashboard
 /// needs nothing else to draw it.
-fn announcement(snapshot: &Snapshot) -> NewEvent {
+pub(crate) fn announcement(snapshot: &Snapshot) -> NewEvent {
     NewEvent::new(TOPIC, update_type(&snapshot.channel), &snapshot.actor)
         .with_subject("channel", &snapshot.channel)
         .with_subject(
@@ -194,4 +217,16 @@ fn announcement(snapshot: &Snapshot) -> NewEvent {
         )
         .with_at(snapshot.updated_at)
         .with_data(serde_json::to_value(snapshot).unwrap_or_default())
+}
+
+/// The receipt for `snapshot`, announced as `event_id` (when it was).
+fn receipt(snapshot: Snapshot, event_id: Option<EventId>, duplicate: bool) -> Receipt {
+    Receipt {
+        channel: snapshot.channel,
+        repository: snapshot.repository,
+        event_id,
+        received_at: snapshot.updated_at,
+        duplicate,
+        broadcast: event_id.is_some(),
+    }
 }

@@ -1,9 +1,12 @@
 //! Live snapshots for dashboards: `GET /api/dashboard/ws` (WebSocket) and
 //! `GET /api/dashboard/stream` (Server-Sent Events) carry the same messages. A connection starts
-//! with `initial_data` (every matching snapshot), or, when it resumes with `last_event_id` and
-//! the bus still holds what it missed, with those announcements; then every `<channel>_update`.
-//! When the bus cannot replay (or cuts off a client that fell behind), the client gets a fresh
-//! `initial_data`: snapshots are whole states, so that is a complete resync.
+//! with `initial_data` (every matching snapshot) or, when it resumes with `last_event_id`, with
+//! one `<channel>_update` for each snapshot announced after that id; then every update as it is
+//! announced. Snapshots are whole states, so what a client missed is exactly the latest state
+//! of each snapshot that changed since its cursor, and the store says which: resuming needs no
+//! replay from the bus, works across restarts, and costs nothing when nothing changed. When the
+//! store holds a snapshot that was never announced (the bus was down), or the bus cuts off a
+//! client that fell behind, the client gets a fresh `initial_data`.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -29,7 +32,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, hub::Hub, snapshot::SnapshotQuery, validate};
+use crate::{
+    Error, Result,
+    hub::{Hub, announcement},
+    snapshot::{Snapshot, SnapshotQuery},
+    validate,
+};
 
 /// How often an idle WebSocket is pinged (and an SSE stream sent a comment).
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -93,37 +101,76 @@ fn parse_cursor(text: Option<&str>) -> Result<Option<EventId>, ApiError> {
     }
 }
 
-/// A connection's start: its subscription and, unless the bus replays what the client missed,
-/// the `initial_data` message to send first.
+/// A connection's start: its live subscription and the messages to send before live ones.
 struct Start {
     subscription: Subscription,
-    initial: Option<Value>,
+    first: Vec<First>,
+}
+
+/// A message sent before the live ones.
+enum First {
+    /// Every matching snapshot, as `{"type":"initial_data","id",…}`.
+    Initial(Value),
+    /// A snapshot the client missed, as the announcement it would have received.
+    Missed(Event),
 }
 
 async fn start(hub: &Hub, query: &SnapshotQuery, after: Option<EventId>) -> Result<Start> {
     // Subscribe before listing: a push between the two is then both listed and announced
-    // (harmless, a snapshot is a whole state), never neither.
-    let mut subscription = hub.subscribe(query, after).await?;
-    if after.is_some() && !subscription.take_initial_resync() {
+    // (harmless: a snapshot is a whole state, and clients ignore a revision they already
+    // have), never neither.
+    let mut subscription = hub.subscribe(query, None).await?;
+    let snapshots = hub.snapshots(query).await?;
+    if let Some(cursor) = after
+        && snapshots.iter().all(|s| s.event_id.is_some())
+    {
+        let mut missed: Vec<Snapshot> = snapshots
+            .into_iter()
+            .filter(|s| s.event_id.is_some_and(|id| id > cursor))
+            .collect();
+        missed.sort_by_key(|s| s.event_id);
+        if let Some(last) = missed.last().and_then(|s| s.event_id) {
+            // Announcements up to the last one sent are older states of what was just sent.
+            subscription.skip_through(last);
+        }
+        let first = missed
+            .iter()
+            .filter_map(|s| Some(First::Missed(announcement(s).into_event(s.event_id?))))
+            .collect();
         return Ok(Start {
             subscription,
-            initial: None,
+            first,
         });
     }
     Ok(Start {
         subscription,
-        initial: Some(initial_data(hub, query).await?),
+        first: vec![First::Initial(initial_data(snapshots))],
     })
 }
 
-async fn initial_data(hub: &Hub, query: &SnapshotQuery) -> Result<Value> {
-    let snapshots = hub.snapshots(query).await?;
+fn initial_data(snapshots: Vec<Snapshot>) -> Value {
     let latest = snapshots.iter().filter_map(|s| s.event_id).max();
-    Ok(json!({
+    json!({
         "type": "initial_data",
         "id": latest,
         "data": { "snapshots": snapshots },
-    }))
+    })
+}
+
+impl First {
+    fn text(&self) -> String {
+        match self {
+            First::Initial(initial) => initial.to_string(),
+            First::Missed(event) => envelope(event),
+        }
+    }
+
+    fn sse(&self) -> SseEvent {
+        match self {
+            First::Initial(initial) => initial_sse(initial),
+            First::Missed(event) => event_sse(event),
+        }
+    }
 }
 
 fn envelope(event: &Event) -> String {
@@ -184,10 +231,10 @@ async fn serve_socket(
 ) -> std::result::Result<(), axum::Error> {
     let Start {
         mut subscription,
-        initial,
+        first,
     } = start;
-    if let Some(initial) = initial {
-        socket.send(Message::text(initial.to_string())).await?;
+    for message in first {
+        socket.send(Message::text(message.text())).await?;
     }
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
@@ -231,9 +278,9 @@ async fn serve_socket(
                                             subscription = fresh;
                                             initial
                                         }
-                                        Err(error) => error_message(&error.to_string()),
+                                        Err(error) => error_message(&for_client(&error)),
                                     },
-                                    Err(error) => error_message(&error.to_string()),
+                                    Err(error) => error_message(&for_client(&error)),
                                 }
                             }
                             Err(error) => error_message(&format!(
@@ -254,12 +301,23 @@ async fn serve_socket(
     }
 }
 
+/// A fresh subscription and the `initial_data` to send with it.
 async fn start_over(hub: &Hub, query: &SnapshotQuery) -> Result<(Subscription, Value)> {
-    let Start {
-        subscription,
-        initial,
-    } = start(hub, query, None).await?;
-    Ok((subscription, initial.unwrap_or_default()))
+    let subscription = hub.subscribe(query, None).await?;
+    let snapshots = hub.snapshots(query).await?;
+    Ok((subscription, initial_data(snapshots)))
+}
+
+/// What a dashboard is told of `error`: what was wrong with its request, or only that the hub
+/// could not serve it (storage details go to the log).
+fn for_client(error: &Error) -> String {
+    match error {
+        Error::Invalid { .. } | Error::Schema { .. } => error.to_string(),
+        other => {
+            tracing::warn!(error = %other, "cannot serve a dashboard's subscription");
+            "the hub cannot serve this subscription now; try again".into()
+        }
+    }
 }
 
 fn error_message(message: &str) -> Value {
@@ -281,13 +339,13 @@ async fn sse(
     let after = parse_cursor(cursor.as_deref())?;
     let Start {
         subscription,
-        initial,
+        first,
     } = start(&hub, &query, after).await?;
     let stop = shutdown.map(|Extension(s)| s.0).unwrap_or_default();
     let hello = SseEvent::default()
         .retry(Duration::from_secs(2))
         .comment("connected");
-    let first = initial.map(|initial| initial_sse(&initial));
+    let first: Vec<SseEvent> = first.iter().map(First::sse).collect();
     let events = stream::unfold(Some((hub, query, subscription)), |state| async move {
         let (hub, query, mut subscription) = state?;
         match subscription.recv().await {
@@ -319,6 +377,13 @@ async fn sse(
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+fn event_sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind.clone())
+        .data(envelope(event))
 }
 
 fn initial_sse(initial: &Value) -> SseEvent {

@@ -46,8 +46,8 @@ pub struct Snapshot {
     pub data: serde_json::Value,
     pub actor: String,
     pub updated_at: DateTime<Utc>,
-    /// Counts the pushes to this channel and repository (1 for the first).
-    #[serde(skip)]
+    /// Counts the pushes to this channel and repository (1 for the first): a client holding a
+    /// newer revision ignores an older one that arrives late (from another hub, say).
     pub revision: i64,
     /// The id of the event that announced this revision, once published.
     pub event_id: Option<EventId>,

@@ -22,6 +22,12 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The task service's largest page.
 const PAGE: u32 = 200;
+/// A connection that lasted this long was healthy.
+const STEADY: Duration = Duration::from_secs(30);
+/// How long one list read may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest line the event stream may send (task events are a few KB).
+const MAX_LINE: usize = 1024 * 1024;
 
 /// Where the board's tasks come from.
 #[derive(Clone)]
@@ -56,6 +62,7 @@ impl TasksFeedConfig {
 
 /// Follows the task service until `shutdown` is cancelled.
 pub async fn run_tasks_feed(hub: Arc<Hub>, config: TasksFeedConfig, shutdown: CancellationToken) {
+    // No overall timeout: the event stream stays open. Each list read has its own.
     let client = match reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
@@ -73,13 +80,20 @@ pub async fn run_tasks_feed(hub: Arc<Hub>, config: TasksFeedConfig, shutdown: Ca
     };
     let mut backoff = Duration::from_millis(500);
     loop {
+        let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             () = shutdown.cancelled() => return,
             outcome = feed.follow() => outcome,
         };
+        // Followed for a while before it ended: start again quickly. A stream that ends at
+        // once keeps backing off, so a misbehaving service is not read in a tight loop.
+        if started.elapsed() > STEADY {
+            backoff = Duration::from_millis(500);
+        }
         match outcome {
-            // Connected for a while before it ended: start again quickly.
-            Ok(()) => backoff = Duration::from_millis(500),
+            Ok(()) => {
+                tracing::info!(url = %feed.config.url, retry_in = ?backoff, "task stream ended")
+            }
             Err(error) => {
                 tracing::warn!(url = %feed.config.url, %error, retry_in = ?backoff, "tasks feed interrupted");
             }
@@ -152,6 +166,9 @@ impl Feed {
                     // Only whole lines count; the rest waits for the next chunk.
                     let complete = partial.rfind('\n').map_or(0, |at| at + 1);
                     let lines: String = partial.drain(..complete).collect();
+                    if partial.len() > MAX_LINE {
+                        return Err("the task stream sent a line longer than 1 MiB".into());
+                    }
                     if lines.lines().any(|line| line.starts_with("event:")) && pending.is_none() {
                         pending = Some(tokio::time::Instant::now() + DEBOUNCE);
                     }
@@ -171,6 +188,7 @@ impl Feed {
             }
             let response = self
                 .get(&path)
+                .timeout(READ_TIMEOUT)
                 .send()
                 .await
                 .map_err(|e| format!("reading tasks: {e}"))?;

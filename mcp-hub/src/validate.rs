@@ -97,6 +97,10 @@ pub(crate) fn data(channel: &str, data: &Value) -> Result<()> {
     if !data.is_object() && !data.is_array() {
         return Err(schema("data must be a JSON object or array".into()));
     }
+    // PostgreSQL's JSONB cannot hold U+0000, so no store may accept it.
+    if let Some(path) = nul_at(data, &mut String::from("data")) {
+        return Err(schema(format!("{path} contains a NUL character (U+0000)")));
+    }
     match channel {
         "issues" => items(
             data,
@@ -125,6 +129,34 @@ pub(crate) fn data(channel: &str, data: &Value) -> Result<()> {
         _ => Ok(()),
     }
     .map_err(schema)
+}
+
+/// Where in `value` a string (or a key) holds a NUL character, as `data.a[2].b`. Depth is
+/// bounded by the JSON parser's recursion limit.
+fn nul_at(value: &Value, path: &mut String) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.clone()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            let length = path.len();
+            path.push_str(&format!("[{index}]"));
+            let found = nul_at(item, path);
+            path.truncate(length);
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let length = path.len();
+            path.push('.');
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = if key.contains('\0') {
+                Some(path.clone())
+            } else {
+                nul_at(item, path)
+            };
+            path.truncate(length);
+            found
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -250,5 +282,13 @@ mod tests {
         assert!(data("custom", &json!([1, 2])).is_ok());
         assert!(data("custom", &json!("text")).is_err());
         assert!(data("custom", &json!(null)).is_err());
+        let error = data(
+            "custom",
+            &json!({"rows": [{"ok": "x"}, {"bad": "a\u{0}b"}]}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("data.rows[1].bad contains a NUL"), "{error}");
+        assert!(data("custom", &json!({"a\u{0}": 1})).is_err());
     }
 }

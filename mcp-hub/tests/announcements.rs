@@ -1,0 +1,145 @@
+//! The hub's announcing rules, with a bus that can be made to fail: concurrent pushes are
+//! announced in the order they were stored, and a push stored while the bus was down is
+//! announced by its retry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A failed unwrap is a failed test here.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use async_trait::async_trait;
+use mcp_core::{
+    BusError, Delivery, Event, EventBus, EventFilter, EventId, MemoryBus, NewEvent, Subscription,
+};
+use mcp_hub::{Hub, Push, snapshot::MemorySnapshotStore};
+use serde_json::json;
+
+/// A `MemoryBus` whose next `failures` publishes fail as if Redis were down.
+struct FlakyBus {
+    inner: MemoryBus,
+    failures: AtomicUsize,
+}
+
+#[async_trait]
+impl EventBus for FlakyBus {
+    async fn publish(&self, event: NewEvent) -> Result<Arc<Event>, BusError> {
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(BusError::Unavailable("down for the test".into()));
+        }
+        self.inner.publish(event).await
+    }
+
+    async fn subscribe(
+        &self,
+        filter: EventFilter,
+        after: Option<EventId>,
+    ) -> Result<Subscription, BusError> {
+        self.inner.subscribe(filter, after).await
+    }
+}
+
+fn push(n: i64, key: Option<&str>) -> Push {
+    Push {
+        channel: "issues".into(),
+        repository: Some("acme/api".into()),
+        title: None,
+        data: json!({ "issues": [{ "number": n, "title": format!("issue {n}") }] }),
+        idempotency_key: key.map(Into::into),
+    }
+}
+
+async fn next_event(subscription: &mut Subscription) -> Arc<Event> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), subscription.recv()).await {
+        Ok(Some(Delivery::Event(event))) => event,
+        other => panic!("expected an announcement, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_are_announced_in_the_order_they_were_stored() {
+    let bus = Arc::new(MemoryBus::default());
+    let hub = Arc::new(Hub::new(
+        Arc::new(MemorySnapshotStore::default()),
+        bus.clone(),
+    ));
+    let mut watcher = bus.subscribe(EventFilter::all(), None).await.unwrap();
+    let pushes: Vec<_> = (0..40)
+        .map(|n| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.sync(push(n, None), "test").await.unwrap() })
+        })
+        .collect();
+    for handle in pushes {
+        handle.await.unwrap();
+    }
+    let mut last = 0;
+    for _ in 0..40 {
+        let event = next_event(&mut watcher).await;
+        let revision = event.data["revision"].as_i64().unwrap();
+        assert!(
+            revision > last,
+            "revision {revision} announced after {last}"
+        );
+        last = revision;
+    }
+    let stored = hub
+        .snapshot("issues", Some("acme/api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, 40);
+    assert_eq!(last, 40, "dashboards end on what the store holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_stored_while_the_bus_was_down_is_announced_by_its_retry() {
+    let bus = Arc::new(FlakyBus {
+        inner: MemoryBus::default(),
+        failures: AtomicUsize::new(1),
+    });
+    let hub = Arc::new(Hub::new(
+        Arc::new(MemorySnapshotStore::default()),
+        bus.clone(),
+    ));
+    let mut watcher = bus.subscribe(EventFilter::all(), None).await.unwrap();
+    let first = hub.sync(push(1, Some("retry-me")), "sink").await.unwrap();
+    assert!(!first.broadcast && first.event_id.is_none() && !first.duplicate);
+    let stored = hub
+        .snapshot("issues", Some("acme/api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.event_id, None, "stored, not announced");
+
+    let retry = hub.sync(push(1, Some("retry-me")), "sink").await.unwrap();
+    assert!(retry.duplicate, "nothing is stored twice");
+    assert!(retry.broadcast, "but the retry announces it");
+    let event = next_event(&mut watcher).await;
+    assert_eq!(Some(event.id), retry.event_id);
+    assert_eq!(event.data["revision"], 1);
+    let stored = hub
+        .snapshot("issues", Some("acme/api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.event_id, retry.event_id);
+
+    // Announced once: a third attempt only reports it.
+    let again = hub.sync(push(1, Some("retry-me")), "sink").await.unwrap();
+    assert_eq!(again.event_id, retry.event_id);
+    hub.sync(push(2, None), "sink").await.unwrap();
+    assert_eq!(next_event(&mut watcher).await.data["revision"], 2);
+
+    // The same key from another writer, or on another channel, is another push.
+    let other = hub
+        .sync(push(3, Some("retry-me")), "someone-else")
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+}
