@@ -2,6 +2,8 @@
 //! redacting database URLs for logs, and the shutdown signal. Each binary includes this file
 //! with `mod cli;`.
 
+#![allow(dead_code)] // Each binary uses part of this.
+
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -56,7 +58,7 @@ pub(crate) fn auth_config(
     })
 }
 
-/// A database URL without its password, for logs.
+/// A URL without its password, for logs.
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {

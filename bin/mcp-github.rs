@@ -1,6 +1,8 @@
 //! `mcp-github`: the GitHub tools for MCP clients. Parses flags, builds the GitHub client and
 //! the dashboard sink, installs logging on stderr and serves (stdio or Streamable HTTP).
 
+mod cli;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, bail};
@@ -90,7 +92,7 @@ impl Options {
             Some(url) => {
                 let mut config = HttpSinkConfig::new(url.trim());
                 config.token = self.backend_token.filter(|t| !t.trim().is_empty());
-                tracing::info!(backend = %config.base_url, token = config.token.is_some(), "dashboard backend");
+                tracing::info!(backend = %cli::redact(&config.base_url), token = config.token.is_some(), "dashboard backend");
                 Some(Arc::new(
                     HttpSink::new(config).context("setting up the dashboard backend")?,
                 ))
@@ -106,14 +108,7 @@ impl Options {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MCP_GITHUB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    cli::init_logging("MCP_GITHUB_LOG");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,7 +120,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn stdio(options: Options) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal();
+    let shutdown = cli::shutdown_signal();
     let server = options.server()?;
     match mcp_github::serve_stdio(server, shutdown).await? {
         Ended::InputClosed => tracing::info!("client closed stdin; exiting"),
@@ -142,7 +137,7 @@ async fn serve(options: Options, listen: SocketAddr) -> anyhow::Result<()> {
              listen on 127.0.0.1"
         );
     }
-    let shutdown = shutdown_signal();
+    let shutdown = cli::shutdown_signal();
     let server = options.server()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -152,35 +147,4 @@ async fn serve(options: Options, listen: SocketAddr) -> anyhow::Result<()> {
     mcp_github::serve_http(server, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is called, so a signal
-/// during start-up is not lost.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let terminate = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        async move {
-            match (terminate, interrupt) {
-                (Ok(mut terminate), Ok(mut interrupt)) => {
-                    tokio::select! {
-                        _ = terminate.recv() => {}
-                        _ = interrupt.recv() => {}
-                    }
-                }
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, "cannot listen for signals; stop with end of input");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

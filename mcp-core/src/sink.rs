@@ -62,7 +62,7 @@ pub struct Receipt {
     pub repository: Option<String>,
     /// The HTTP status of the accepting response.
     pub status: u16,
-    /// The backend's JSON receipt (`event_id`, `received_at`, `bytes`, `duplicate`, …);
+    /// The backend's JSON receipt (`event_id`, `received_at`, `duplicate`, `broadcast`);
     /// `null` when it sent no JSON.
     pub body: serde_json::Value,
     /// Requests made, the accepted one included.

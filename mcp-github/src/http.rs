@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use axum::{Router, routing::get, serve::ListenerExt};
+use axum::{Router, routing::get};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
@@ -50,13 +50,10 @@ pub async fn serve_http(
     }
     let stop = CancellationToken::new();
     let app = http_router(server, stop.clone());
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
     let stopping = stop.clone();
-    axum::serve(listener, app)
+    // A make-service, not the bare Router: axum would otherwise rebuild the route table for
+    // every accepted connection (see mcp-tasks' serve_http).
+    axum::serve(mcp_core::http::nodelay(listener), app.into_make_service())
         .with_graceful_shutdown(async move {
             shutdown.await;
             stopping.cancel();

@@ -106,23 +106,26 @@ impl std::fmt::Debug for HttpSink {
 impl HttpSink {
     pub fn new(config: HttpSinkConfig) -> Result<Self, SinkError> {
         let base = config.base_url.trim_end_matches('/');
-        let uri: Uri = base
-            .parse()
-            .map_err(|e| SinkError::Config(format!("backend url {:?}: {e}", config.base_url)))?;
+        let uri: Uri = base.parse().map_err(|e| {
+            SinkError::Config(format!(
+                "backend url {:?}: {e}",
+                without_userinfo(&config.base_url)
+            ))
+        })?;
         let https = match (uri.scheme_str(), uri.host()) {
             (Some("https"), Some(_)) => true,
             (Some("http"), Some(_)) => false,
             _ => {
                 return Err(SinkError::Config(format!(
                     "backend url {:?} must be http:// or https:// with a host",
-                    config.base_url
+                    without_userinfo(&config.base_url)
                 )));
             }
         };
         if uri.query().is_some() {
             return Err(SinkError::Config(format!(
                 "backend url {:?} must not have a query",
-                config.base_url
+                without_userinfo(&config.base_url)
             )));
         }
         let authorization = match &config.token {
@@ -207,7 +210,7 @@ impl Sink for HttpSink {
             let delay = match wait {
                 Some(wait) if wait > self.max_retry_after => {
                     return Err(SinkError::Unreachable {
-                        url,
+                        url: without_userinfo(&url),
                         attempts: attempt,
                         last_error: format!(
                             "{last_error} (asked to retry after {} s, longer than the {} s this \
@@ -223,7 +226,7 @@ impl Sink for HttpSink {
             tokio::time::sleep(delay).await;
         }
         Err(SinkError::Unreachable {
-            url,
+            url: without_userinfo(&url),
             attempts: self.max_attempts,
             last_error,
         })
@@ -416,6 +419,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `url` without a `user:password@` part, for errors and logs (they reach agents and log files).
+fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at))
+            if at > scheme_end && !url[scheme_end + 3..at].contains('/') =>
+        {
+            format!("{}{}", &url[..scheme_end + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +486,23 @@ mod tests {
         assert_eq!(
             error_message(StatusCode::BAD_GATEWAY, b""),
             (None, "bad gateway".into())
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_not_repeated() {
+        assert_eq!(
+            without_userinfo("https://me:s3cret@hub.example/api"),
+            "https://hub.example/api"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:8090"),
+            "http://127.0.0.1:8090"
+        );
+        assert_eq!(
+            without_userinfo("http://hub/path@x"),
+            "http://hub/path@x",
+            "an @ after the authority is not userinfo"
         );
     }
 }

@@ -388,7 +388,7 @@ impl RestGitHub {
                 }
             }
             // Some servers keep linking past the end; a short page is the last one.
-            next = page.next.filter(|_| full || items.len() < limit);
+            next = page.next.filter(|_| full && items.len() < limit);
         }
         Ok(items)
     }

@@ -75,7 +75,7 @@ pub(crate) struct Sent {
     title: String,
     /// Items sent.
     count: usize,
-    /// The backend's receipt (event_id, received_at, bytes, duplicate, …).
+    /// The backend's receipt (event_id, received_at, duplicate, broadcast).
     receipt: serde_json::Value,
     attempts: u32,
     idempotency_key: String,
