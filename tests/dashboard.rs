@@ -7,7 +7,6 @@
 
 #[path = "../mcp-github/tests/support/fake_github.rs"]
 mod fake_github;
-#[path = "../benches/support/mod.rs"]
 mod support;
 
 use std::{process::Stdio, time::Duration};
@@ -29,32 +28,8 @@ type Client = RunningService<RoleClient, ()>;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn spawn_hub(db: &str, keys: &str) -> (tokio::process::Child, String) {
-    support::spawn_listening(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
-            .env("MCP_HUB_LOG", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("JWT_SECRET")
-            .env("MCP_HUB_API_KEYS", keys),
-        support::Announces::OnStderr,
-    )
-    .await
-    .unwrap()
-}
-
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
+async fn spawn_hub(db: &str, keys: &str) -> support::Hub {
+    support::spawn_hub(&["--database-url", db], &[("MCP_HUB_API_KEYS", keys)]).await
 }
 
 async fn agent(github_url: &str, hub_at: &str, token: &str) -> Client {
@@ -124,7 +99,8 @@ async fn an_agent_sends_github_data_to_the_live_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("hub.db").display());
     let keys = format!("write {WRITE_KEY} github,read {READ_KEY} page");
-    let (hub, hub_at) = spawn_hub(&db, &keys).await;
+    let hub = spawn_hub(&db, &keys).await;
+    let hub_at = hub.address.clone();
     let url = format!("ws://{hub_at}/api/dashboard/ws?access_token={READ_KEY}");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let client = agent(&github.url, &hub_at, WRITE_KEY).await;
@@ -216,10 +192,11 @@ async fn an_agent_sends_github_data_to_the_live_dashboard() {
     assert!(text.contains("issues"), "{text}");
     client.cancel().await.unwrap();
     drop(socket);
-    stop(hub).await;
+    hub.stop().await;
 
     // Restarted, the hub still has it all.
-    let (hub, hub_at) = spawn_hub(&db, &keys).await;
+    let hub = spawn_hub(&db, &keys).await;
+    let hub_at = hub.address.clone();
     let (status, body) = get(&hub_at, "/api/dashboard/issues", READ_KEY).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["issues"].as_array().unwrap().len(), 5);
@@ -232,17 +209,18 @@ async fn an_agent_sends_github_data_to_the_live_dashboard() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["pull_requests"].as_array().unwrap().len(), 3);
-    stop(hub).await;
+    hub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_issues_take_ten_github_requests_and_reach_the_dashboard() {
     let github = fake_github::FakeGitHub::start().await;
-    let (hub, hub_at) = spawn_hub(
+    let hub = spawn_hub(
         "memory:",
         &format!("write {WRITE_KEY} github,read {READ_KEY} page"),
     )
     .await;
+    let hub_at = hub.address.clone();
     let url = format!("ws://{hub_at}/api/dashboard/ws?channels=issues&access_token={READ_KEY}");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let client = agent(&github.url, &hub_at, WRITE_KEY).await;
@@ -295,5 +273,5 @@ async fn a_thousand_issues_take_ten_github_requests_and_reach_the_dashboard() {
     let text = serde_json::to_string(&result.content).unwrap();
     assert!(text.contains("403") || text.contains("scope"), "{text}");
     client.cancel().await.unwrap();
-    stop(hub).await;
+    hub.stop().await;
 }

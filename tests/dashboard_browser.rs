@@ -29,60 +29,12 @@ const LIVE_WITHIN: Duration = Duration::from_secs(1);
 /// How often the DOM is polled while waiting for an element.
 const POLL: Duration = Duration::from_millis(20);
 
-/// A running `mcp-hub serve` and the address it bound.
-struct Hub {
-    child: Child,
-    address: String,
-}
+mod support;
 
-async fn spawn_hub(listen: &str, database: &Path) -> Result<Hub> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-hub"))
-        .args(["serve", "--listen", listen, "--database-url"])
-        .arg(format!("sqlite:{}", database.display()))
-        .env("MCP_HUB_LOG", "info")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("MCP_HUB_API_KEYS")
-        .env_remove("MCP_HUB_API_KEYS_FILE")
-        .env_remove("JWT_SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawning mcp-hub")?;
-    let mut lines = BufReader::new(child.stderr.take().context("hub stderr")?).lines();
-    let address = loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .context("mcp-hub did not report its address in time")??
-            .context("mcp-hub exited before listening")?;
-        if let Some((_, rest)) = line.split_once("address=") {
-            break rest
-                .split_whitespace()
-                .next()
-                .context("empty address")?
-                .to_owned();
-        }
-    };
-    // Keep draining stderr so the hub never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Hub { child, address })
-}
-
-impl Hub {
-    /// Stops the hub the way a user does (SIGTERM) and waits for it to exit.
-    async fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().context("hub already exited")?;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
-        ensure!(status.success(), "kill -TERM {pid}");
-        tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .context("mcp-hub did not stop on SIGTERM")??;
-        Ok(())
-    }
+/// `mcp-hub serve` on `listen` with its SQLite file at `database`.
+async fn spawn_hub(listen: &str, database: &Path) -> Result<support::Hub> {
+    let url = format!("sqlite:{}", database.display());
+    Ok(support::spawn_hub_on(listen, &["--database-url", &url], &[]).await)
 }
 
 /// `chromedriver` in a process group of its own, so that the browser it starts goes with it
@@ -538,7 +490,7 @@ async fn a_push_shows_on_the_open_page_within_a_second_without_a_reload() -> Res
     // A hub restart: the page notices, says so, reconnects by itself (backoff is capped at
     // 10 s) and goes on receiving pushes, still without a reload.
     let address = hub.address.clone();
-    hub.stop().await?;
+    hub.stop().await;
     browser
         .wait_until(
             "the page noticing the hub is gone",

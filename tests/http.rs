@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test here.
 
+mod support;
+
 use std::{process::Stdio, time::Duration};
 
 use rmcp::{
@@ -300,32 +302,10 @@ async fn a_non_loopback_address_is_refused_without_auth() {
 /// A reaches a client subscribed on B, through the outbox and Redis Streams.
 #[tokio::test]
 async fn two_instances_share_postgres_and_redis() {
-    let (Ok(database), Ok(redis_url)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_REDIS_URL"),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "TEST_DATABASE_URL and TEST_REDIS_URL must be set in CI"
-        );
-        eprintln!("skipped: TEST_DATABASE_URL or TEST_REDIS_URL is not set");
+    let Some((database, redis_url)) = support::postgres_and_redis("two instances") else {
         return;
     };
-    use sqlx::{Connection, Executor};
-    let schema = format!(
-        "http_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .await
-        .unwrap();
-    let separator = if database.contains('?') { '&' } else { '?' };
-    let scoped = format!("{database}{separator}options[search_path]={schema}");
+    let (scoped, schema) = support::fresh_schema(&database, "http").await;
 
     let a = spawn_serve(&["--database-url", &scoped, "--redis-url", &redis_url]).await;
     let b = spawn_serve(&["--database-url", &scoped, "--redis-url", &redis_url]).await;
@@ -366,9 +346,7 @@ async fn two_instances_share_postgres_and_redis() {
 
     assert!(a.stop().await.success());
     assert!(b.stop().await.success());
-    conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .await
-        .unwrap();
+    support::drop_schema(&database, &schema).await;
 }
 
 /// A redis-server of the test's own, to stop and start again.

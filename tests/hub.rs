@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A failed unwrap is a failed test here.
 
-#[path = "../benches/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
@@ -15,46 +14,7 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Hub {
-    child: tokio::process::Child,
-    address: String,
-}
-
-async fn spawn_hub(args: &[&str], env: &[(&str, &str)]) -> Hub {
-    let (child, address) = support::spawn_listening(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-hub"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("MCP_HUB_LOG", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("MCP_HUB_API_KEYS")
-            .env_remove("JWT_SECRET")
-            .envs(env.iter().copied()),
-        support::Announces::OnStderr,
-    )
-    .await
-    .unwrap();
-    Hub { child, address }
-}
-
-impl Hub {
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("the hub stops on SIGTERM, live connections or not")
-            .unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
+use support::spawn_hub;
 
 /// One HTTP/1.1 request with a JSON body (or none); the status and the body as JSON (or text
 /// in a JSON string when it is not JSON).
@@ -689,35 +649,10 @@ async fn a_retried_push_is_announced_once() {
 /// both read the same snapshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hubs_share_snapshots_and_updates() {
-    let (Ok(database), Ok(redis)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_REDIS_URL"),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "TEST_DATABASE_URL and TEST_REDIS_URL must be set in CI"
-        );
-        eprintln!("skipped: TEST_DATABASE_URL or TEST_REDIS_URL is not set; two hubs not tested");
+    let Some((database, redis)) = support::postgres_and_redis("two hubs") else {
         return;
     };
-    // A schema of the test's own, so runs do not see each other's snapshots.
-    let schema = format!(
-        "hub_e2e_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    {
-        use sqlx::{Connection, Executor};
-        let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .await
-            .unwrap();
-    }
-    let separator = if database.contains('?') { '&' } else { '?' };
-    let url = format!("{database}{separator}options=-c%20search_path%3D{schema}");
+    let (url, schema) = support::fresh_schema(&database, "hub_e2e").await;
     let a = spawn_hub(&["--database-url", &url, "--redis-url", &redis], &[]).await;
     let b = spawn_hub(&["--database-url", &url, "--redis-url", &redis], &[]).await;
     let mut socket = websocket(&b.address, "?repository=acme/shared").await;
@@ -738,11 +673,7 @@ async fn two_hubs_share_snapshots_and_updates() {
     assert_eq!(body["issues"][0]["number"], 4);
     a.stop().await;
     b.stop().await;
-    use sqlx::{Connection, Executor};
-    let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
-    conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .await
-        .unwrap();
+    support::drop_schema(&database, &schema).await;
 }
 
 /// With `--tasks-url`, the board follows a task service: a task created there, and its status

@@ -58,22 +58,8 @@ impl From<Error> for ApiError {
                     .with_details(json!({ "channel": channel }))
             }
             Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            Error::Unavailable(_) | Error::Bus(_) => {
-                tracing::error!(%error, "a dependency is unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "a dependency is unavailable; try again",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "request failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the request failed; nothing was applied",
-                )
-            }
+            Error::Unavailable(_) | Error::Bus(_) => ApiError::unavailable(&error),
+            other => ApiError::internal(&other),
         }
     }
 }

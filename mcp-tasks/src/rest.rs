@@ -132,22 +132,8 @@ impl From<Error> for ApiError {
             Error::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", message)
             }
-            Error::Unavailable(_) | Error::Bus(_) => {
-                tracing::error!(%error, "a dependency is unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "a dependency is unavailable; try again",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "request failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the request failed; nothing was applied",
-                )
-            }
+            Error::Unavailable(_) | Error::Bus(_) => ApiError::unavailable(&error),
+            other => ApiError::internal(&other),
         }
     }
 }
