@@ -157,13 +157,7 @@ impl HttpSink {
     /// The wait before attempt `attempt + 1`: exponential, capped, with jitter over its upper
     /// half so that many clients retrying together spread out.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .base_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(MAX_BACKOFF);
-        let half = exponential / 2;
-        let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(fastrand::u64(0..=jitter_nanos))
+        crate::retry::backoff(self.base_backoff, attempt, MAX_BACKOFF)
     }
 }
 
@@ -264,7 +258,7 @@ impl HttpSink {
                 } else {
                     "request failed"
                 };
-                format!("{kind}: {}", error_chain(&error))
+                format!("{kind}: {}", crate::retry::error_chain(&error))
             })?;
             let (parts, body) = response.into_parts();
             let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
@@ -401,22 +395,6 @@ fn truncate(text: &str) -> String {
     let mut short: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
     short.push('…');
     short
-}
-
-/// An error with its sources, which is where hyper keeps the useful part ("connection
-/// refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `url` without a `user:password@` part, for errors and logs (they reach agents and log files).

@@ -158,9 +158,12 @@ impl RestGitHub {
             }
             builder = builder.personal_token(token.clone());
         }
-        let client = builder
-            .build()
-            .map_err(|e| Error::Config(format!("building the github client: {}", chain(&e))))?;
+        let client = builder.build().map_err(|e| {
+            Error::Config(format!(
+                "building the github client: {}",
+                mcp_core::retry::error_chain(&e)
+            ))
+        })?;
         Ok(Self {
             client,
             origin,
@@ -180,14 +183,7 @@ impl RestGitHub {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let full = self
-            .base_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
-            .min(Duration::from_secs(10));
-        let half = full / 2;
-        half + Duration::from_nanos(fastrand::u64(
-            0..=u64::try_from(half.as_nanos()).unwrap_or(u64::MAX),
-        ))
+        mcp_core::retry::backoff(self.base_backoff, attempt, Duration::from_secs(10))
     }
 
     /// GETs `path` (path and query, API prefix included). A cached answer is revalidated with
@@ -208,7 +204,10 @@ impl RestGitHub {
                 headers.insert(header::IF_NONE_MATCH, etag);
             }
             let failure = match self.client._get_with_headers(path, Some(headers)).await {
-                Err(error) => format!("cannot reach github: {}", chain(&error)),
+                Err(error) => format!(
+                    "cannot reach github: {}",
+                    mcp_core::retry::error_chain(&error)
+                ),
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
@@ -226,7 +225,10 @@ impl RestGitHub {
                         });
                     }
                     match self.client.body_to_string(response).await {
-                        Err(error) => format!("reading github's answer: {}", chain(&error)),
+                        Err(error) => format!(
+                            "reading github's answer: {}",
+                            mcp_core::retry::error_chain(&error)
+                        ),
                         Ok(body) if status.is_success() => {
                             let next = self.next_link(&headers, path)?;
                             if let Some(etag) =
@@ -442,20 +444,6 @@ fn github_message(body: &str) -> String {
     } else {
         message
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).
