@@ -11,6 +11,7 @@ pub mod http;
 pub mod retry;
 pub mod schema;
 mod sink;
+pub mod stdio;
 
 pub use bus::memory::MemoryBusConfig;
 pub use bus::redis::{RedisBus, RedisBusConfig};

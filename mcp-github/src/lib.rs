@@ -7,7 +7,6 @@ mod error;
 mod github;
 mod http;
 mod server;
-mod stdio;
 mod tools;
 
 pub use error::{Error, Result};
@@ -17,5 +16,6 @@ pub use github::{
     Review, ReviewState, SearchHit, SearchResults, StateFilter,
 };
 pub use http::{http_router, serve_http};
+pub use mcp_core::stdio::Ended;
 pub use server::GitHubServer;
-pub use stdio::{Ended, serve_stdio};
+pub use server::serve_stdio;

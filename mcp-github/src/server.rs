@@ -57,3 +57,15 @@ impl ServerHandler for GitHubServer {
             .with_instructions(INSTRUCTIONS)
     }
 }
+
+/// Serves the GitHub tools to one MCP client on stdin/stdout until the client closes stdin or
+/// `shutdown` completes. Only MCP messages go to stdout; log with a subscriber that writes to
+/// stderr.
+pub async fn serve_stdio(
+    server: GitHubServer,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> crate::Result<mcp_core::stdio::Ended> {
+    mcp_core::stdio::serve_stdio(server, shutdown)
+        .await
+        .map_err(|e| crate::Error::Transport(e.to_string()))
+}

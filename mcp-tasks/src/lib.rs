@@ -8,7 +8,6 @@ mod http;
 mod metrics;
 mod rest;
 mod server;
-mod stdio;
 pub mod store;
 mod tools;
 
@@ -20,6 +19,7 @@ pub use store::TaskStore;
 pub mod service;
 pub use http::{HttpConfig, http_router, serve_http};
 pub use mcp_core::auth::{ApiKey, AuthConfig, Scope};
+pub use mcp_core::stdio::Ended;
 pub use server::TasksServer;
+pub use server::serve_stdio;
 pub use service::TaskService;
-pub use stdio::{Ended, serve_stdio};

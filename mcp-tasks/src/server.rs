@@ -331,3 +331,15 @@ impl ServerHandler for TasksServer {
         }
     }
 }
+
+/// Serves the task tools to one MCP client on stdin/stdout until the client closes stdin or
+/// `shutdown` completes. Only MCP messages go to stdout; log with a subscriber that writes to
+/// stderr.
+pub async fn serve_stdio(
+    service: Arc<TaskService>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> crate::Result<mcp_core::stdio::Ended> {
+    mcp_core::stdio::serve_stdio(TasksServer::new(service), shutdown)
+        .await
+        .map_err(|e| crate::Error::Transport(e.to_string()))
+}

@@ -1,13 +1,17 @@
-//! Serving the task tools to one MCP client over stdin/stdout.
+//! Serving an MCP server to one client over stdin/stdout, as a Claude, Cursor or Claude Code
+//! config entry starts it: every Switchboard tool server ends its sessions the same way.
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use rmcp::{
-    ServiceExt,
+    RoleServer, Service, ServiceExt,
     service::{QuitReason, ServerInitializeError},
 };
 
-use crate::{Error, Result, TaskService, TasksServer};
+/// The session could not be served (the transport failed, or the client broke the protocol).
+#[derive(Debug, thiserror::Error)]
+#[error("stdio session failed: {0}")]
+pub struct StdioError(String);
 
 /// Why the stdio session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +23,17 @@ pub enum Ended {
     ShutDown,
 }
 
-/// Serves `service` on stdin/stdout until the client closes stdin or `shutdown` completes.
+/// Serves `server` on stdin/stdout until the client closes stdin or `shutdown` completes.
 /// Only MCP messages go to stdout; log with a subscriber that writes to stderr.
-pub async fn serve_stdio(
-    service: Arc<TaskService>,
+pub async fn serve_stdio<S: Service<RoleServer>>(
+    server: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Ended> {
+) -> Result<Ended, StdioError> {
     // stdio_pipes reads stdin without a blocking thread, so cancelling really stops the
     // process even while the client keeps stdin open.
     let mut shutdown = Box::pin(shutdown);
     let started = tokio::select! {
-        started = TasksServer::new(service).serve(rmcp::transport::stdio_pipes()) => started,
+        started = server.serve(rmcp::transport::stdio_pipes()) => started,
         // A client that never initializes must not make the server deaf to shutdown.
         () = &mut shutdown => return Ok(Ended::ShutDown),
     };
@@ -37,7 +41,7 @@ pub async fn serve_stdio(
         Ok(running) => running,
         // The client went away before initializing: as clean an end as any.
         Err(ServerInitializeError::ConnectionClosed(_)) => return Ok(Ended::InputClosed),
-        Err(e) => return Err(Error::Transport(e.to_string())),
+        Err(e) => return Err(StdioError(e.to_string())),
     };
     let cancel = running.cancellation_token();
     let stopper = tokio::spawn(async move {
@@ -49,8 +53,8 @@ pub async fn serve_stdio(
     match reason {
         Ok(QuitReason::Closed) => Ok(Ended::InputClosed),
         Ok(QuitReason::Cancelled) => Ok(Ended::ShutDown),
-        Ok(QuitReason::JoinError(e)) => Err(Error::Transport(e.to_string())),
-        Ok(other) => Err(Error::Transport(format!("session ended: {other:?}"))),
-        Err(e) => Err(Error::Transport(e.to_string())),
+        Ok(QuitReason::JoinError(e)) => Err(StdioError(e.to_string())),
+        Ok(other) => Err(StdioError(format!("session ended: {other:?}"))),
+        Err(e) => Err(StdioError(e.to_string())),
     }
 }
