@@ -293,6 +293,15 @@ impl Gate {
             buckets.retain(|_, bucket| {
                 now.duration_since(bucket.refreshed) < Duration::from_secs(BUCKET_IDLE_SECS)
             });
+            // Still full (many addresses kept busy at once): forget the longest idle half, so
+            // memory stays bounded whatever the traffic.
+            if buckets.len() > MAX_BUCKETS {
+                let mut ages: Vec<Instant> = buckets.values().map(|b| b.refreshed).collect();
+                let middle = ages.len() / 2;
+                let (_, cutoff, _) = ages.select_nth_unstable(middle);
+                let cutoff = *cutoff;
+                buckets.retain(|_, bucket| bucket.refreshed > cutoff);
+            }
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: burst,
@@ -321,8 +330,16 @@ fn failure_rate() -> f64 {
 }
 
 fn failure_key(client: IpAddr) -> String {
-    // Credentials' bucket names start with `key:` or `jwt:`, so these cannot collide.
-    format!("failed:{client}")
+    // Credentials' bucket names start with `key:` or `jwt:`, so these cannot collide. One IPv6
+    // host usually holds a whole /64, so that is what one bucket limits.
+    match client {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("failed:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        IpAddr::V6(v6) => format!("failed:{}", v6.to_ipv4_mapped().map_or(client, IpAddr::V4)),
+        IpAddr::V4(_) => format!("failed:{client}"),
+    }
 }
 
 /// 429 with `Retry-After` in whole seconds.
@@ -511,6 +528,28 @@ mod tests {
             principal.actor(Some("alice@example.com")),
             "alice@example.com (via key:editor)"
         );
+    }
+
+    #[test]
+    fn failures_are_counted_per_ipv4_address_and_per_ipv6_64() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(failure_key(v4), failure_key(mapped));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(failure_key(a), failure_key(b));
+        assert_ne!(failure_key(a), failure_key(other));
+    }
+
+    #[test]
+    fn the_buckets_stay_bounded_when_every_address_is_busy() {
+        let gate = Gate::new(AuthConfig::default(), |_, _| Scope::Read);
+        for n in 0..(MAX_BUCKETS as u32 + 500) {
+            gate.failed(IpAddr::V4(std::net::Ipv4Addr::from(n)));
+        }
+        let buckets = gate.buckets.lock().unwrap().len();
+        assert!(buckets <= MAX_BUCKETS, "{buckets} buckets");
     }
 
     #[test]
