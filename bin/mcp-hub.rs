@@ -45,6 +45,10 @@ struct ServeArgs {
     /// A Host name the hub answers besides localhost (repeatable).
     #[arg(long = "allowed-host")]
     allowed_hosts: Vec<String>,
+    /// How many snapshots (channel × repository) the hub keeps; a push to a new one beyond it
+    /// is refused with 409.
+    #[arg(long, env = "MCP_HUB_MAX_SNAPSHOTS", default_value_t = mcp_hub::DEFAULT_MAX_SNAPSHOTS)]
+    max_snapshots: u64,
     /// The largest push accepted, in bytes.
     #[arg(long, env = "MCP_HUB_MAX_BODY_BYTES", default_value_t = mcp_hub::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -168,7 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..MemoryBusConfig::default()
         })),
     };
-    let hub = Arc::new(Hub::new(store, bus));
+    let hub = Arc::new(Hub::new(store, bus).with_max_snapshots(args.max_snapshots));
     let config = HubHttpConfig {
         allowed_hosts: args.allowed_hosts,
         allowed_origins: args.allowed_origins,

@@ -373,7 +373,14 @@ async fn server_sent_events_carry_the_same_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_pushes_get_clear_errors_and_change_nothing() {
     let hub = spawn_hub(
-        &["--database-url", "memory:", "--max-body-bytes", "2000"],
+        &[
+            "--database-url",
+            "memory:",
+            "--max-body-bytes",
+            "2000",
+            "--max-snapshots",
+            "2",
+        ],
         &[],
     )
     .await;
@@ -524,6 +531,21 @@ async fn bad_pushes_get_clear_errors_and_change_nothing() {
     )
     .await;
     assert_eq!(status, 403);
+    // A full hub refuses a new channel or repository, and still updates what it has.
+    let small = |repository: &str| json!({"repository": repository, "data": {"n": 1}});
+    push(address, "notes", &small("acme/api"), &[]).await;
+    push(address, "notes", &small("acme/web"), &[]).await;
+    let (status, error) = request(
+        address,
+        "POST",
+        "/api/dashboard/sync/notes",
+        &[],
+        Some(&small("acme/cli").to_string()),
+    )
+    .await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["error"]["code"], "snapshot_limit");
+    push(address, "notes", &small("acme/api"), &[]).await;
     let own = format!("http://{address}");
     let (status, _) = request(
         address,

@@ -18,6 +18,12 @@ pub enum Error {
     Schema { channel: String, message: String },
     #[error("no {what} found")]
     NotFound { what: String },
+    /// The hub holds as many snapshots as it may; a push to a new channel or repository waits
+    /// until an operator raises the limit.
+    #[error(
+        "the hub holds {limit} snapshots, its limit; push to an existing channel and repository, or raise --max-snapshots"
+    )]
+    TooManySnapshots { limit: u64 },
     /// The database cannot be reached now.
     #[error("storage unavailable: {0}")]
     Unavailable(#[source] BoxError),

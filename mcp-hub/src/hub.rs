@@ -50,7 +50,12 @@ pub struct Hub {
     bus: Arc<dyn EventBus>,
     /// Held from storing a push to announcing it.
     writes: tokio::sync::Mutex<()>,
+    max_snapshots: u64,
 }
+
+/// How many snapshots (channel × repository) a hub keeps by default. Every dashboard that
+/// connects is sent all it subscribes to, so this bounds what one connection costs.
+pub const DEFAULT_MAX_SNAPSHOTS: u64 = 2_000;
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +74,15 @@ impl Hub {
             store,
             bus,
             writes: tokio::sync::Mutex::new(()),
+            max_snapshots: DEFAULT_MAX_SNAPSHOTS,
         }
+    }
+
+    /// The same hub keeping at most `limit` snapshots: a push to a new channel or repository
+    /// beyond it is refused ([`Error::TooManySnapshots`]); existing ones still update.
+    pub fn with_max_snapshots(mut self, limit: u64) -> Self {
+        self.max_snapshots = limit;
+        self
     }
 
     /// Validates, stores and announces a push made by `actor`.
@@ -111,6 +124,19 @@ impl Hub {
         // One push at a time, so revisions are announced in the order they were stored: two
         // concurrent pushes to one channel can never leave dashboards on the older one.
         let _turn = self.writes.lock().await;
+        // Counted under the lock, so concurrent pushes cannot pass the limit together (within
+        // this hub; hubs sharing a database may pass it by the pushes in flight).
+        if self
+            .store
+            .get(&snapshot.channel, snapshot.repository.as_deref())
+            .await?
+            .is_none()
+            && self.store.count().await? >= self.max_snapshots
+        {
+            return Err(Error::TooManySnapshots {
+                limit: self.max_snapshots,
+            });
+        }
         match self.store.put(snapshot).await? {
             Put::Stored(snapshot) => {
                 let event_id = self.announce(&snapshot).await;

@@ -58,6 +58,10 @@ impl From<Error> for ApiError {
                     .with_details(json!({ "channel": channel }))
             }
             Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Error::TooManySnapshots { limit } => {
+                ApiError::new(StatusCode::CONFLICT, "snapshot_limit", message)
+                    .with_details(json!({ "limit": limit }))
+            }
             Error::Unavailable(_) | Error::Bus(_) => ApiError::unavailable(&error),
             other => ApiError::internal(&other),
         }

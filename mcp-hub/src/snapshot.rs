@@ -95,6 +95,9 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// Matching snapshots, by channel then repository.
     async fn list(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>>;
 
+    /// How many snapshots the store holds.
+    async fn count(&self) -> Result<u64>;
+
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 }

@@ -1,6 +1,6 @@
-//! The hub's announcing rules, with a bus that can be made to fail: concurrent pushes are
-//! announced in the order they were stored, and a push stored while the bus was down is
-//! announced by its retry.
+//! The hub's rules for storing and announcing, with a bus that can be made to fail: concurrent
+//! pushes are announced in the order they were stored, a push stored while the bus was down is
+//! announced by its retry, and a full hub refuses new snapshots but updates the ones it has.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A failed unwrap is a failed test here.
 
@@ -142,4 +142,39 @@ async fn a_push_stored_while_the_bus_was_down_is_announced_by_its_retry() {
         .await
         .unwrap();
     assert!(!other.duplicate);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hub_refuses_new_snapshots_but_updates_the_ones_it_has() {
+    let hub = Arc::new(
+        Hub::new(
+            Arc::new(MemorySnapshotStore::default()),
+            Arc::new(MemoryBus::default()),
+        )
+        .with_max_snapshots(2),
+    );
+    hub.sync(push(1, None), "test").await.unwrap();
+    let other = Push {
+        repository: Some("acme/web".into()),
+        ..push(2, None)
+    };
+    hub.sync(other, "test").await.unwrap();
+    let third = Push {
+        repository: Some("acme/cli".into()),
+        ..push(3, None)
+    };
+    let error = hub.sync(third, "test").await.unwrap_err();
+    assert!(
+        matches!(error, mcp_hub::Error::TooManySnapshots { limit: 2 }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--max-snapshots"), "{error}");
+    let update = hub.sync(push(4, None), "test").await.unwrap();
+    assert!(!update.duplicate, "an existing snapshot still updates");
+    assert!(
+        hub.snapshot("issues", Some("acme/cli"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

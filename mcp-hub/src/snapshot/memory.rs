@@ -131,6 +131,10 @@ impl SnapshotStore for MemorySnapshotStore {
             .collect())
     }
 
+    async fn count(&self) -> Result<u64> {
+        Ok(self.state().snapshots.len() as u64)
+    }
+
     async fn ping(&self) -> Result<()> {
         Ok(())
     }

@@ -251,6 +251,14 @@ impl SnapshotStore for PostgresSnapshotStore {
         rows.iter().map(from_row).collect()
     }
 
+    async fn count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_snapshots")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -306,6 +306,18 @@ impl SnapshotStore for SqliteSnapshotStore {
         .await
     }
 
+    async fn count(&self) -> Result<u64> {
+        self.with(|connection| {
+            connection
+                .query_row("SELECT COUNT(*) FROM hub_snapshots", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|n| u64::try_from(n).unwrap_or_default())
+                .map_err(storage)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.with(|connection| {
             connection
