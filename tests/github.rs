@@ -619,3 +619,44 @@ async fn serve_speaks_streamable_http_on_loopback_only() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to listen on 0.0.0.0"), "{stderr}");
 }
+
+/// A repository with more issues than one push carries: the tool says it stopped at its
+/// limit rather than passing 5,000 off as all of them.
+#[tokio::test]
+async fn a_push_that_stops_at_its_limit_says_so() {
+    let github = FakeGitHub::start().await;
+    let backend = Backend::start().await;
+    let client = spawn_stdio(&[
+        ("GITHUB_API_URL", &github.url),
+        ("BACKEND_API_URL", &backend.url),
+    ])
+    .await;
+    let sent = ok(
+        &client,
+        "send_issues_to_dashboard",
+        json!({"owner": "acme", "repo": "huge"}),
+    )
+    .await;
+    assert_eq!(sent["count"], 5_000);
+    assert_eq!(sent["limit_reached"], true);
+    let result = call(
+        &client,
+        "send_issues_to_dashboard",
+        json!({"owner": "acme", "repo": "big"}),
+    )
+    .await;
+    assert!(text(&result).contains("1000 item(s)"), "{}", text(&result));
+    assert!(!text(&result).contains("limit"), "{}", text(&result));
+    let huge = call(
+        &client,
+        "send_issues_to_dashboard",
+        json!({"owner": "acme", "repo": "huge"}),
+    )
+    .await;
+    assert!(
+        text(&huge).contains("stopped at the tool's limit"),
+        "{}",
+        text(&huge)
+    );
+    client.cancel().await.unwrap();
+}

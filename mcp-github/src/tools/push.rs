@@ -24,6 +24,8 @@ use crate::{
 
 /// The most open pull requests one analysis covers (each costs five GitHub requests).
 const MAX_ANALYSED_PRS: usize = 100;
+/// The most issues or commits one push carries (50 pages of 100).
+const MAX_PUSHED_ITEMS: usize = 5_000;
 /// Pull request details fetched at once.
 const CONCURRENT_DETAILS: usize = 6;
 /// The longest commit summary, in days.
@@ -75,6 +77,9 @@ pub(crate) struct Sent {
     title: String,
     /// Items sent.
     count: usize,
+    /// The tool stopped at its limit (5,000 issues or commits, 100 pull requests): there may
+    /// be more on GitHub than were sent.
+    limit_reached: bool,
     /// The backend's receipt (event_id, received_at, duplicate, broadcast).
     receipt: serde_json::Value,
     attempts: u32,
@@ -87,8 +92,13 @@ fn sent_line(sent: &Sent) -> String {
     } else {
         ""
     };
+    let limit = if sent.limit_reached {
+        " (stopped at the tool's limit: GitHub may have more)"
+    } else {
+        ""
+    };
     format!(
-        "Sent {} item(s) to the dashboard channel {}{}{duplicate}",
+        "Sent {} item(s) to the dashboard channel {}{}{duplicate}{limit}",
         sent.count,
         sent.channel,
         sent.repository
@@ -103,13 +113,15 @@ impl GitHubServer {
         self.sink.as_deref().ok_or(Error::NoSink)
     }
 
-    async fn send(&self, push: Push, count: usize) -> Result<Sent> {
+    /// Pushes `push` of `count` items, `limit` being the most the tool fetches.
+    async fn send(&self, push: Push, count: usize, limit: usize) -> Result<Sent> {
         let receipt = self.sink()?.push(push.clone()).await?;
         Ok(Sent {
             channel: push.channel,
             repository: push.repository,
             title: push.title,
             count,
+            limit_reached: count >= limit,
             receipt: receipt.body,
             attempts: receipt.attempts,
             idempotency_key: receipt.idempotency_key,
@@ -122,8 +134,8 @@ impl GitHubServer {
         let state = args.state.unwrap_or_default();
         let query = IssueQuery {
             state,
-            // Every issue: the client's page limit bounds it.
-            limit: usize::MAX,
+            // Every issue, up to what one push carries.
+            limit: MAX_PUSHED_ITEMS,
             ..IssueQuery::default()
         };
         let issues = self.github.list_issues(&repo, &query).await?;
@@ -139,7 +151,7 @@ impl GitHubServer {
             title,
             data: json!({"state": state.as_str(), "issues": issues}),
         };
-        self.send(push, count).await
+        self.send(push, count, MAX_PUSHED_ITEMS).await
     }
 
     async fn send_pull_analysis(&self, args: SendPullsArgs) -> Result<Sent> {
@@ -174,7 +186,7 @@ impl GitHubServer {
                 message: e.to_string(),
             })?,
         };
-        self.send(push, count).await
+        self.send(push, count, MAX_ANALYSED_PRS).await
     }
 
     async fn send_commit_summary(&self, args: SendCommitsArgs) -> Result<Sent> {
@@ -198,7 +210,7 @@ impl GitHubServer {
             since: Some(since),
             until: Some(until),
             author: None,
-            limit: usize::MAX,
+            limit: MAX_PUSHED_ITEMS,
         };
         let commits = self.github.list_commits(&repo, &query).await?;
         let summary = digest::summarise_commits(&commits, since, until);
@@ -216,7 +228,7 @@ impl GitHubServer {
                 message: e.to_string(),
             })?,
         };
-        self.send(push, count).await
+        self.send(push, count, MAX_PUSHED_ITEMS).await
     }
 
     async fn send_curated(&self, args: SendArgs) -> Result<Sent> {
@@ -248,7 +260,7 @@ impl GitHubServer {
             data: args.data,
         };
         push.validate()?;
-        self.send(push, count).await
+        self.send(push, count, usize::MAX).await
     }
 }
 

@@ -3,7 +3,8 @@
 //! Shared by mcp-github's own tests and the end-to-end tests in the root `tests/`.
 //!
 //! Repositories of `acme` (any other owner or name is a 404):
-//! - `big`: 1,000 issues; every other repository: issues 1..=8 of which 2, 5 and 7 are pull
+//! - `big`: 1,000 issues; `huge`: 5,100 issues (more than one push carries); every other
+//!   repository: issues 1..=8 of which 2, 5 and 7 are pull
 //!   requests, the pull requests themselves, and commits from 2026-11-28 to 2026-11-30.
 //! - `limited`: 403 with `x-ratelimit-remaining: 0`, resetting at 2030-01-01T00:00:00Z.
 //! - `secondary`: the first request gets a secondary rate limit with `Retry-After: 1`.
@@ -158,6 +159,7 @@ impl Call {
         let known = [
             "api",
             "big",
+            "huge",
             "limited",
             "secondary",
             "slowdown",
@@ -302,6 +304,9 @@ pub(crate) const PULL_NUMBERS: [u64; 3] = [2, 5, 7];
 fn issues_of(repo: &str) -> Vec<Value> {
     if repo == "big" {
         return (1..=1_000).rev().map(|n| issue(repo, n, false)).collect();
+    }
+    if repo == "huge" {
+        return (1..=5_100).rev().map(|n| issue(repo, n, false)).collect();
     }
     (1..=8)
         .rev()
