@@ -185,7 +185,11 @@ pub type ScopePolicy = fn(&Method, &str) -> Scope;
 pub struct Gate {
     config: AuthConfig,
     policy: ScopePolicy,
+    /// Credentials' rate-limit buckets.
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// Failed attempts per client address: kept apart, so a flood of addresses can only evict
+    /// its own kind, never a credential's limit.
+    failures: Mutex<HashMap<String, Bucket>>,
 }
 
 #[derive(Debug)]
@@ -201,6 +205,7 @@ impl Gate {
             config,
             policy,
             buckets: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -259,63 +264,74 @@ impl Gate {
             return Ok(());
         };
         let rate = f64::from(rate);
-        self.take(&principal.name, rate, rate * 2.0, 1.0)
+        take(&self.buckets, &principal.name, rate, rate * 2.0, 1.0)
     }
 
     /// Whether `client` may try to authenticate: after [`FAILURE_BURST`] failed attempts it may
     /// make one more every [`FAILURE_EVERY`], so keys cannot be guessed at the request rate.
     fn may_try(&self, client: IpAddr) -> std::result::Result<(), Duration> {
-        self.take(&failure_key(client), failure_rate(), FAILURE_BURST, 0.0)
+        take(
+            &self.failures,
+            &failure_key(client),
+            failure_rate(),
+            FAILURE_BURST,
+            0.0,
+        )
     }
 
     /// Counts a failed attempt from `client`.
     fn failed(&self, client: IpAddr) {
-        let _ = self.take(&failure_key(client), failure_rate(), FAILURE_BURST, 1.0);
+        let _ = take(
+            &self.failures,
+            &failure_key(client),
+            failure_rate(),
+            FAILURE_BURST,
+            1.0,
+        );
     }
+}
 
-    /// Refills the bucket `key` (`rate` tokens a second up to `burst`), then takes `cost`
-    /// tokens if at least one whole token is left (`cost` 0 only looks); the wait until one
-    /// is otherwise.
-    fn take(
-        &self,
-        key: &str,
-        rate: f64,
-        burst: f64,
-        cost: f64,
-    ) -> std::result::Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Bounded memory: with many keys, forget the buckets idle long enough to be full.
-        if buckets.len() > MAX_BUCKETS {
-            buckets.retain(|_, bucket| {
-                now.duration_since(bucket.refreshed) < Duration::from_secs(BUCKET_IDLE_SECS)
-            });
-            // Still full (many addresses kept busy at once): forget the longest idle half, so
-            // memory stays bounded whatever the traffic.
-            if buckets.len() > MAX_BUCKETS {
-                let mut ages: Vec<Instant> = buckets.values().map(|b| b.refreshed).collect();
-                let middle = ages.len() / 2;
-                let (_, cutoff, _) = ages.select_nth_unstable(middle);
-                let cutoff = *cutoff;
-                buckets.retain(|_, bucket| bucket.refreshed > cutoff);
-            }
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            refreshed: now,
+/// Refills the bucket `key` of `buckets` (`rate` tokens a second up to `burst`), then takes `cost`
+/// tokens if at least one whole token is left (`cost` 0 only looks); the wait until one
+/// is otherwise.
+fn take(
+    buckets: &Mutex<HashMap<String, Bucket>>,
+    key: &str,
+    rate: f64,
+    burst: f64,
+    cost: f64,
+) -> std::result::Result<(), Duration> {
+    let now = Instant::now();
+    let mut buckets = buckets
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Bounded memory: with many keys, forget the buckets idle long enough to be full.
+    if buckets.len() > MAX_BUCKETS {
+        buckets.retain(|_, bucket| {
+            now.duration_since(bucket.refreshed) < Duration::from_secs(BUCKET_IDLE_SECS)
         });
-        let elapsed = now.duration_since(bucket.refreshed).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.refreshed = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= cost;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        // Still full (many addresses kept busy at once): forget the longest idle half, so
+        // memory stays bounded whatever the traffic.
+        if buckets.len() > MAX_BUCKETS {
+            let mut ages: Vec<Instant> = buckets.values().map(|b| b.refreshed).collect();
+            let middle = ages.len() / 2;
+            let (_, cutoff, _) = ages.select_nth_unstable(middle);
+            let cutoff = *cutoff;
+            buckets.retain(|_, bucket| bucket.refreshed > cutoff);
         }
+    }
+    let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        tokens: burst,
+        refreshed: now,
+    });
+    let elapsed = now.duration_since(bucket.refreshed).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+    bucket.refreshed = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= cost;
+        Ok(())
+    } else {
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
     }
 }
 
@@ -548,7 +564,7 @@ mod tests {
         for n in 0..(MAX_BUCKETS as u32 + 500) {
             gate.failed(IpAddr::V4(std::net::Ipv4Addr::from(n)));
         }
-        let buckets = gate.buckets.lock().unwrap().len();
+        let buckets = gate.failures.lock().unwrap().len();
         assert!(buckets <= MAX_BUCKETS, "{buckets} buckets");
     }
 

@@ -122,7 +122,7 @@ pub async fn serve_hub(
     let app = hub_router(hub.clone(), &config, stop.clone());
     let feed = config
         .tasks_feed
-        .map(|feed| tokio::spawn(run_tasks_feed(hub, feed, stop.clone())));
+        .map(|feed| tokio::spawn(run_tasks_feed(hub.clone(), feed, stop.clone())));
     // ConnectInfo lets the auth middleware limit failed attempts per client address, and spares
     // each connection a rebuild of the route table (see mcp-tasks' serve_http).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -138,5 +138,6 @@ pub async fn serve_hub(
     if let Some(feed) = feed {
         let _ = feed.await;
     }
+    hub.finish_pushes(std::time::Duration::from_secs(10)).await;
     Ok(())
 }

@@ -2,11 +2,18 @@
 //! snapshot of its channel and repository, then announced on the event bus as
 //! `<channel>_update`; readers list snapshots and subscribe to the announcements.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use mcp_core::{EventBus, EventFilter, EventId, NewEvent, Subscription};
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
 use crate::{
     Error, Result,
@@ -51,7 +58,15 @@ pub struct Hub {
     /// Held from storing a push to announcing it.
     writes: tokio::sync::Mutex<()>,
     max_snapshots: u64,
+    /// Some snapshot was stored but not announced: the next push that reaches the bus
+    /// announces it too.
+    unannounced: AtomicBool,
+    /// The pushes being stored and announced.
+    pushes: TaskTracker,
 }
+
+/// How long announcing one push may take before it counts as not announced.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many snapshots (channel × repository) a hub keeps by default. Every dashboard that
 /// connects is sent all it subscribes to, so this bounds what one connection costs.
@@ -75,6 +90,8 @@ impl Hub {
             bus,
             writes: tokio::sync::Mutex::new(()),
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
+            unannounced: AtomicBool::new(false),
+            pushes: TaskTracker::new(),
         }
     }
 
@@ -114,10 +131,27 @@ impl Hub {
         };
         // Stored and announced on a task of its own: a client that gives up waiting (and
         // cancels this request) must not leave a stored push unannounced.
+        // Tracked, so a stopping server waits for the pushes it accepted.
         let hub = self.clone();
-        tokio::spawn(async move { hub.store_and_announce(snapshot).await })
+        self.pushes
+            .spawn(async move { hub.store_and_announce(snapshot).await })
             .await
             .map_err(|e| Error::Transport(format!("the push was interrupted: {e}")))?
+    }
+
+    /// Waits (up to `limit`) for the pushes in progress to be stored and announced; used when
+    /// the server stops, so none is left stored but unannounced.
+    pub async fn finish_pushes(&self, limit: Duration) {
+        self.pushes.close();
+        if tokio::time::timeout(limit, self.pushes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.pushes.len(),
+                "stopping with pushes still in progress"
+            );
+        }
     }
 
     async fn store_and_announce(&self, snapshot: NewSnapshot) -> Result<Receipt> {
@@ -125,22 +159,24 @@ impl Hub {
         // concurrent pushes to one channel can never leave dashboards on the older one.
         let _turn = self.writes.lock().await;
         // Counted under the lock, so concurrent pushes cannot pass the limit together (within
-        // this hub; hubs sharing a database may pass it by the pushes in flight).
-        if self
-            .store
-            .get(&snapshot.channel, snapshot.repository.as_deref())
-            .await?
-            .is_none()
+        // this hub; hubs sharing a database may pass it by the pushes in flight). The tasks
+        // board is the operator's own channel and is never refused.
+        if snapshot.channel != crate::TASKS_CHANNEL
             && self.store.count().await? >= self.max_snapshots
+            && self
+                .store
+                .get(&snapshot.channel, snapshot.repository.as_deref())
+                .await?
+                .is_none()
         {
             return Err(Error::TooManySnapshots {
                 limit: self.max_snapshots,
             });
         }
-        match self.store.put(snapshot).await? {
+        let outcome = match self.store.put(snapshot).await? {
             Put::Stored(snapshot) => {
                 let event_id = self.announce(&snapshot).await;
-                Ok(receipt(snapshot, event_id, false))
+                receipt(snapshot, event_id, false)
             }
             Put::Duplicate { current, revision } if current.revision == revision => {
                 // The first attempt was stored but not announced (the bus was down, or the
@@ -149,17 +185,48 @@ impl Hub {
                     Some(id) => Some(id),
                     None => self.announce(&current).await,
                 };
-                Ok(receipt(current, event_id, true))
+                receipt(current, event_id, true)
             }
             // A newer push replaced it since; that one was (or will be) announced.
-            Put::Duplicate { current, .. } => Ok(receipt(current, None, true)),
+            Put::Duplicate { current, .. } => receipt(current, None, true),
+        };
+        if outcome.broadcast && self.unannounced.swap(false, Ordering::AcqRel) {
+            self.announce_missed().await;
+        }
+        Ok(outcome)
+    }
+
+    /// Announces the snapshots stored while the bus could not be reached, now that it can
+    /// (pages that stayed connected would otherwise never see them).
+    async fn announce_missed(&self) {
+        let snapshots = match self.store.list(&SnapshotQuery::default()).await {
+            Ok(snapshots) => snapshots,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the snapshots left unannounced");
+                self.unannounced.store(true, Ordering::Release);
+                return;
+            }
+        };
+        for snapshot in snapshots.iter().filter(|s| s.event_id.is_none()) {
+            if self.announce(snapshot).await.is_none() {
+                return;
+            }
         }
     }
 
     /// Publishes `snapshot`'s announcement and records its id; `None` when the bus refused it
     /// (the snapshot stays stored, and dashboards get it when they next connect).
     async fn announce(&self, snapshot: &Snapshot) -> Option<EventId> {
-        match self.bus.publish(announcement(snapshot)).await {
+        // Bounded: every push waits on this one (see `writes`).
+        let published =
+            tokio::time::timeout(PUBLISH_TIMEOUT, self.bus.publish(announcement(snapshot)))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(mcp_core::BusError::Unavailable(
+                        "publishing timed out".into(),
+                    ))
+                });
+        match published {
             Ok(event) => {
                 // Without its event id a dashboard that resumes after this event is sent the
                 // full state instead: correct, only larger.
@@ -179,6 +246,7 @@ impl Hub {
             }
             Err(error) => {
                 tracing::warn!(%error, "stored a push but could not announce it");
+                self.unannounced.store(true, Ordering::Release);
                 None
             }
         }

@@ -121,7 +121,10 @@ async fn start(hub: &Hub, query: &SnapshotQuery, after: Option<EventId>) -> Resu
     // have), never neither.
     let mut subscription = hub.subscribe(query, None).await?;
     let snapshots = hub.snapshots(query).await?;
+    // An empty store with a cursor from before means the store lost its state (a `memory:`
+    // hub restarted): the client must drop what it holds, so it gets an empty initial_data.
     if let Some(cursor) = after
+        && !snapshots.is_empty()
         && snapshots.iter().all(|s| s.event_id.is_some())
     {
         let mut missed: Vec<Snapshot> = snapshots

@@ -178,3 +178,41 @@ async fn a_full_hub_refuses_new_snapshots_but_updates_the_ones_it_has() {
             .is_none()
     );
 }
+
+/// A push stored while the bus was down, and never retried (the tasks feed sends no key), is
+/// announced with the next push that reaches the bus, so pages that stayed connected see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_push_announces_what_the_bus_missed() {
+    let bus = Arc::new(FlakyBus {
+        inner: MemoryBus::default(),
+        failures: AtomicUsize::new(1),
+    });
+    let hub = Arc::new(Hub::new(
+        Arc::new(MemorySnapshotStore::default()),
+        bus.clone(),
+    ));
+    let mut watcher = bus.subscribe(EventFilter::all(), None).await.unwrap();
+    let missed = hub.sync(push(1, None), "feed").await.unwrap();
+    assert!(!missed.broadcast);
+    let web = Push {
+        repository: Some("acme/web".into()),
+        ..push(2, None)
+    };
+    let next = hub.sync(web, "feed").await.unwrap();
+    assert!(next.broadcast);
+    assert_eq!(
+        next_event(&mut watcher).await.subject["repository"],
+        "acme/web"
+    );
+    let late = next_event(&mut watcher).await;
+    assert_eq!(
+        late.subject["repository"], "acme/api",
+        "the missed push follows"
+    );
+    let stored = hub
+        .snapshot("issues", Some("acme/api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.event_id, Some(late.id));
+}

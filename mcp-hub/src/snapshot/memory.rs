@@ -61,14 +61,19 @@ impl SnapshotStore for MemorySnapshotStore {
                 revision: receipt.revision,
             });
         }
-        let revision = state.snapshots.get(&key).map_or(0, |s| s.revision) + 1;
+        let previous = state.snapshots.get(&key);
+        let revision = previous.map_or(0, |s| s.revision) + 1;
+        // Never earlier than the revision it replaces (clients order by revision and time).
+        let updated_at = previous.map_or(super::micros(now), |s| {
+            super::micros(now).max(s.updated_at + chrono::TimeDelta::microseconds(1))
+        });
         let snapshot = Snapshot {
             channel: new.channel,
             repository: new.repository,
             title: new.title,
             data: new.data,
             actor: new.actor,
-            updated_at: super::micros(now),
+            updated_at,
             revision,
             event_id: None,
         };

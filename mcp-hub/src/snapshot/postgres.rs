@@ -148,16 +148,17 @@ impl SnapshotStore for PostgresSnapshotStore {
                 }
             }
         }
-        let updated_at = super::micros(now);
-        let revision: i64 = sqlx::query_scalar(
+        // Never earlier than the revision it replaces: hubs sharing a database may disagree on
+        // the time, and clients order updates by revision and time.
+        let (revision, updated_at): (i64, DateTime<Utc>) = sqlx::query_as(
             "INSERT INTO hub_snapshots \
              (channel, repo_key, repository, title, data, actor, updated_at, revision, event_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 1, NULL) \
              ON CONFLICT (channel, repo_key) DO UPDATE SET repository = excluded.repository, \
              title = excluded.title, data = excluded.data, actor = excluded.actor, \
-             updated_at = excluded.updated_at, revision = hub_snapshots.revision + 1, \
-             event_id = NULL \
-             RETURNING revision",
+             updated_at = GREATEST(excluded.updated_at, hub_snapshots.updated_at + interval '1 microsecond'), \
+             revision = hub_snapshots.revision + 1, event_id = NULL \
+             RETURNING revision, updated_at",
         )
         .bind(&new.channel)
         .bind(&key)
@@ -165,7 +166,7 @@ impl SnapshotStore for PostgresSnapshotStore {
         .bind(&new.title)
         .bind(Json(&new.data))
         .bind(&new.actor)
-        .bind(updated_at)
+        .bind(super::micros(now))
         .fetch_one(&mut *tx)
         .await
         .map_err(storage)?;

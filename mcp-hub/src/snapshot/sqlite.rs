@@ -193,17 +193,18 @@ impl SnapshotStore for SqliteSnapshotStore {
             }
             let data = serde_json::to_string(&new.data)
                 .map_err(|e| Error::Storage(Box::new(e)))?;
-            let updated_at = super::micros(now);
-            let revision: i64 = tx
+            // Never earlier than the revision it replaces: hubs sharing a database may disagree
+            // on the time, and clients order updates by revision and time.
+            let (revision, updated_at): (i64, i64) = tx
                 .query_row(
                     "INSERT INTO hub_snapshots \
                      (channel, repo_key, repository, title, data, actor, updated_at, revision, event_id) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, NULL) \
                      ON CONFLICT (channel, repo_key) DO UPDATE SET repository = excluded.repository, \
                      title = excluded.title, data = excluded.data, actor = excluded.actor, \
-                     updated_at = excluded.updated_at, revision = hub_snapshots.revision + 1, \
-                     event_id = NULL \
-                     RETURNING revision",
+                     updated_at = MAX(excluded.updated_at, hub_snapshots.updated_at + 1), \
+                     revision = hub_snapshots.revision + 1, event_id = NULL \
+                     RETURNING revision, updated_at",
                     params![
                         new.channel,
                         key,
@@ -211,11 +212,13 @@ impl SnapshotStore for SqliteSnapshotStore {
                         new.title,
                         data,
                         new.actor,
-                        updated_at.timestamp_micros()
+                        super::micros(now).timestamp_micros()
                     ],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .map_err(storage)?;
+            let updated_at = DateTime::from_timestamp_micros(updated_at)
+                .ok_or_else(|| Error::Storage("unexpected value in column updated_at".into()))?;
             if let Some(idempotency_key) = &new.idempotency_key {
                 tx.execute(
                     "DELETE FROM hub_sync_receipts WHERE received_at <= ?1",
