@@ -167,10 +167,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("connecting to {}", cli::redact(&url)))?,
             )
         }
-        None => Arc::new(MemoryBus::new(MemoryBusConfig {
-            replay_capacity: REPLAY_EVENTS,
-            ..MemoryBusConfig::default()
-        })),
+        None => {
+            let bus = MemoryBus::new(MemoryBusConfig {
+                replay_capacity: REPLAY_EVENTS,
+                ..MemoryBusConfig::default()
+            });
+            // Dashboards hold ids from earlier runs (the store keeps them): new ones must be
+            // greater even if the clock stepped back since.
+            if let Some(latest) = store
+                .latest_event_id()
+                .await
+                .context("reading the newest event id from the store")?
+            {
+                bus.ids_after(latest);
+            }
+            Arc::new(bus)
+        }
     };
     let hub = Arc::new(Hub::new(store, bus).with_max_snapshots(args.max_snapshots));
     let config = HubHttpConfig {

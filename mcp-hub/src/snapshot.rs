@@ -98,6 +98,10 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// How many snapshots the store holds.
     async fn count(&self) -> Result<u64>;
 
+    /// The newest event id any snapshot records: a bus that chooses ids by the clock starts
+    /// after it, so ids keep growing across restarts even if the clock stepped back.
+    async fn latest_event_id(&self) -> Result<Option<EventId>>;
+
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 }

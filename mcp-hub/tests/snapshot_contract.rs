@@ -251,6 +251,16 @@ async fn an_event_id_is_recorded_only_for_its_revision() {
             .set_event_id("issues", None, second.revision, EventId::new(11, 0))
             .await
             .unwrap();
+        store.put(push("other", None, 3, None)).await.unwrap();
+        store
+            .set_event_id("other", None, 1, EventId::new(9, 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.latest_event_id().await.unwrap(),
+            Some(EventId::new(11, 0)),
+            "{name}: ids compare as numbers (9-10 is older than 11-0)"
+        );
         assert_eq!(
             store.get("issues", None).await.unwrap().unwrap().event_id,
             Some(EventId::new(11, 0)),

@@ -64,6 +64,14 @@ impl MemoryBus {
         }
     }
 
+    /// Ids from now on are greater than `id`, whatever the clock says: a process that keeps
+    /// ids from an earlier run (a hub's snapshot store does) calls this at start, so a clock
+    /// that stepped back cannot hand out ids older than ones clients already hold.
+    pub fn ids_after(&self, id: EventId) {
+        let mut state = self.state();
+        state.last_id = state.last_id.max(id);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters to readers (each field is updated by a single statement), so recover.
@@ -137,6 +145,15 @@ impl EventBus for MemoryBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn ids_continue_after_a_given_one_when_the_clock_is_behind() {
+        let bus = MemoryBus::default();
+        let future = EventId::new(now_ms() + 3_600_000, 7);
+        bus.ids_after(future);
+        let event = bus.publish(ev("k")).await.unwrap();
+        assert!(event.id > future, "{} after {future}", event.id);
+    }
 
     fn ev(kind: &str) -> NewEvent {
         NewEvent::new("tasks", kind, "test")

@@ -136,6 +136,15 @@ impl SnapshotStore for MemorySnapshotStore {
             .collect())
     }
 
+    async fn latest_event_id(&self) -> Result<Option<EventId>> {
+        Ok(self
+            .state()
+            .snapshots
+            .values()
+            .filter_map(|s| s.event_id)
+            .max())
+    }
+
     async fn count(&self) -> Result<u64> {
         Ok(self.state().snapshots.len() as u64)
     }

@@ -252,6 +252,16 @@ impl SnapshotStore for PostgresSnapshotStore {
         rows.iter().map(from_row).collect()
     }
 
+    async fn latest_event_id(&self) -> Result<Option<EventId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM hub_snapshots WHERE event_id IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
+        // Ids order as numbers, not as text, so each is parsed.
+        Ok(ids.iter().filter_map(|id| id.parse::<EventId>().ok()).max())
+    }
+
     async fn count(&self) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hub_snapshots")
             .fetch_one(&self.pool)

@@ -309,6 +309,24 @@ impl SnapshotStore for SqliteSnapshotStore {
         .await
     }
 
+    async fn latest_event_id(&self) -> Result<Option<EventId>> {
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare("SELECT event_id FROM hub_snapshots WHERE event_id IS NOT NULL")
+                .map_err(storage)?;
+            let ids = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(storage)?;
+            let mut latest = None;
+            for id in ids {
+                // Ids order as numbers, not as text, so each is parsed.
+                latest = latest.max(id.map_err(storage)?.parse::<EventId>().ok());
+            }
+            Ok(latest)
+        })
+        .await
+    }
+
     async fn count(&self) -> Result<u64> {
         self.with(|connection| {
             connection
