@@ -288,21 +288,37 @@ pub struct SearchHit {
     pub is_pull_request: bool,
 }
 
+/// A list read from GitHub, and whether GitHub had more than was read (the listing stopped at
+/// its limit or at the most pages a call may read). Reads as a slice of the items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+impl<T> std::ops::Deref for Listed<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
 /// The GitHub calls the tools make. Errors are [`Error`]s whose messages an agent can act on
 /// (not found, rate limited until when, bad token).
 #[async_trait::async_trait]
 pub trait GitHub: Send + Sync {
     /// Issues, most recently created first; pull requests are left out.
-    async fn list_issues(&self, repo: &RepoRef, query: &IssueQuery) -> Result<Vec<Issue>>;
+    async fn list_issues(&self, repo: &RepoRef, query: &IssueQuery) -> Result<Listed<Issue>>;
     async fn get_issue(&self, repo: &RepoRef, number: u64) -> Result<IssueDetail>;
     async fn list_pull_requests(
         &self,
         repo: &RepoRef,
         query: &PullQuery,
-    ) -> Result<Vec<PullRequest>>;
+    ) -> Result<Listed<PullRequest>>;
     async fn get_pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequestDetail>;
     /// Commits of the default branch, newest first.
-    async fn list_commits(&self, repo: &RepoRef, query: &CommitQuery) -> Result<Vec<Commit>>;
+    async fn list_commits(&self, repo: &RepoRef, query: &CommitQuery) -> Result<Listed<Commit>>;
     /// GitHub's issue search syntax (`repo:acme/api is:open label:bug`).
     async fn search_issues(&self, query: &str, limit: usize) -> Result<SearchResults>;
 }

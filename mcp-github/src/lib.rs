@@ -12,8 +12,8 @@ mod tools;
 pub use error::{Error, Result};
 pub use github::{
     Check, CiState, Comment, Commit, CommitQuery, FileChange, GitHub, GitHubConfig, Issue,
-    IssueDetail, IssueQuery, PullQuery, PullRequest, PullRequestDetail, RepoRef, RestGitHub,
-    Review, ReviewState, SearchHit, SearchResults, StateFilter,
+    IssueDetail, IssueQuery, Listed, PullQuery, PullRequest, PullRequestDetail, RepoRef,
+    RestGitHub, Review, ReviewState, SearchHit, SearchResults, StateFilter,
 };
 pub use http::{http_router, serve_http};
 pub use mcp_core::stdio::Ended;

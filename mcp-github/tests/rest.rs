@@ -39,6 +39,7 @@ async fn follows_link_pagination_at_100_per_page() {
     let client = github(&fake, "test-token");
     let issues = client.list_issues(&repo("big"), &all_open()).await.unwrap();
     assert_eq!(issues.len(), 1_000);
+    assert!(!issues.more, "every issue was read");
     assert_eq!(issues[0].number, 1_000);
     assert_eq!(issues[999].number, 1);
     let requests = fake.requests_to("/repos/acme/big/issues");
@@ -77,7 +78,22 @@ async fn follows_link_pagination_at_100_per_page() {
         .await
         .unwrap();
     assert_eq!(first.len(), 250);
+    assert!(first.more, "GitHub has more than the limit");
     assert_eq!(fake.requests_to("/repos/acme/big/issues").len(), 10 + 3);
+}
+
+#[tokio::test]
+async fn a_listing_cut_by_the_page_cap_says_there_is_more() {
+    let fake = FakeGitHub::start().await;
+    let mut config = GitHubConfig::default();
+    config.api_base_url = fake.url.clone();
+    config.max_pages = 3;
+    let client = RestGitHub::new(config).unwrap();
+    let issues = client.list_issues(&repo("big"), &all_open()).await.unwrap();
+    assert_eq!(issues.len(), 300, "three pages, short of any limit");
+    assert!(issues.more, "stopped with a next page left");
+    let small = client.list_issues(&repo("api"), &all_open()).await.unwrap();
+    assert!(!small.more, "one short page is all there is");
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CommitQuery, GitHub, Issue, IssueDetail, IssueQuery, PullQuery, PullRequest, PullRequestDetail,
-    RepoRef, SearchResults,
+    CommitQuery, GitHub, Issue, IssueDetail, IssueQuery, Listed, PullQuery, PullRequest,
+    PullRequestDetail, RepoRef, SearchResults,
     cache::{Cached, EtagCache},
     wire,
 };
@@ -362,14 +362,15 @@ impl RestGitHub {
     }
 
     /// Every item of a paginated list, up to `limit` of those `keep` accepts (and at most
-    /// `max_pages` pages).
+    /// `max_pages` pages), and whether GitHub had more.
     async fn list<T: DeserializeOwned>(
         &self,
         first: String,
         what: &str,
         limit: usize,
         mut keep: impl FnMut(&T) -> bool,
-    ) -> Result<Vec<T>> {
+    ) -> Result<Listed<T>> {
+        let mut more = false;
         let mut items = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -383,6 +384,8 @@ impl RestGitHub {
             let full = batch.len() >= PER_PAGE;
             for item in batch {
                 if items.len() >= limit {
+                    // Unread items (some may be of a kind `keep` refuses): maybe more.
+                    more = true;
                     break;
                 }
                 if keep(&item) {
@@ -390,9 +393,13 @@ impl RestGitHub {
                 }
             }
             // Some servers keep linking past the end; a short page is the last one.
-            next = page.next.filter(|_| full && items.len() < limit);
+            next = page.next.filter(|_| full);
+            if items.len() >= limit || pages >= self.max_pages {
+                more |= next.is_some();
+                break;
+            }
         }
-        Ok(items)
+        Ok(Listed { items, more })
     }
 
     /// The first page of `path`, or nothing when GitHub has none of it (404).
@@ -465,7 +472,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 #[async_trait::async_trait]
 impl GitHub for RestGitHub {
-    async fn list_issues(&self, repo: &RepoRef, query: &IssueQuery) -> Result<Vec<Issue>> {
+    async fn list_issues(&self, repo: &RepoRef, query: &IssueQuery) -> Result<Listed<Issue>> {
         let mut path = self.path(&format!(
             "/repos/{repo}/issues?state={}&sort=created&direction=desc&per_page={PER_PAGE}",
             query.state.as_str()
@@ -479,12 +486,15 @@ impl GitHub for RestGitHub {
             path.push_str(&timestamp(since));
         }
         let what = format!("repository {repo}");
-        let issues: Vec<wire::WireIssue> = self
+        let issues: Listed<wire::WireIssue> = self
             .list(path, &what, query.limit, |issue: &wire::WireIssue| {
                 !issue.is_pull_request()
             })
             .await?;
-        Ok(issues.iter().map(wire::WireIssue::to_issue).collect())
+        Ok(Listed {
+            items: issues.iter().map(wire::WireIssue::to_issue).collect(),
+            more: issues.more,
+        })
     }
 
     async fn get_issue(&self, repo: &RepoRef, number: u64) -> Result<IssueDetail> {
@@ -512,14 +522,17 @@ impl GitHub for RestGitHub {
         &self,
         repo: &RepoRef,
         query: &PullQuery,
-    ) -> Result<Vec<PullRequest>> {
+    ) -> Result<Listed<PullRequest>> {
         let path = self.path(&format!(
             "/repos/{repo}/pulls?state={}&sort=created&direction=desc&per_page={PER_PAGE}",
             query.state.as_str()
         ));
         let what = format!("repository {repo}");
-        let pulls: Vec<wire::WirePull> = self.list(path, &what, query.limit, |_| true).await?;
-        Ok(pulls.iter().map(wire::WirePull::to_pull_request).collect())
+        let pulls: Listed<wire::WirePull> = self.list(path, &what, query.limit, |_| true).await?;
+        Ok(Listed {
+            items: pulls.iter().map(wire::WirePull::to_pull_request).collect(),
+            more: pulls.more,
+        })
     }
 
     async fn get_pull_request(&self, repo: &RepoRef, number: u64) -> Result<PullRequestDetail> {
@@ -579,7 +592,7 @@ impl GitHub for RestGitHub {
         })
     }
 
-    async fn list_commits(&self, repo: &RepoRef, query: &CommitQuery) -> Result<Vec<Commit>> {
+    async fn list_commits(&self, repo: &RepoRef, query: &CommitQuery) -> Result<Listed<Commit>> {
         let mut path = self.path(&format!("/repos/{repo}/commits?per_page={PER_PAGE}"));
         if let Some(since) = query.since {
             path.push_str("&since=");
@@ -594,17 +607,23 @@ impl GitHub for RestGitHub {
             path.push_str(&encode(author));
         }
         let what = format!("repository {repo}");
-        let commits: Vec<wire::WireCommit> =
+        let commits: Listed<wire::WireCommit> =
             match self.list(path, &what, query.limit, |_| true).await {
                 Ok(commits) => commits,
                 // An empty repository has no commits to list: GitHub says 409 "Git Repository is empty".
-                Err(Error::Api { status: 409, .. }) => Vec::new(),
+                Err(Error::Api { status: 409, .. }) => Listed {
+                    items: Vec::new(),
+                    more: false,
+                },
                 Err(error) => return Err(error),
             };
-        Ok(commits
-            .iter()
-            .filter_map(wire::WireCommit::to_commit)
-            .collect())
+        Ok(Listed {
+            items: commits
+                .iter()
+                .filter_map(wire::WireCommit::to_commit)
+                .collect(),
+            more: commits.more,
+        })
     }
 
     async fn search_issues(&self, query: &str, limit: usize) -> Result<SearchResults> {

@@ -56,7 +56,7 @@ impl GitHubServer {
             Ok(CommitListing {
                 repository: repo.to_string(),
                 count: commits.len(),
-                commits,
+                commits: commits.items,
             })
         }
         .await;

@@ -64,7 +64,7 @@ impl GitHubServer {
             Ok(IssueListing {
                 repository: repo.to_string(),
                 count: issues.len(),
-                issues,
+                issues: issues.items,
             })
         }
         .await;

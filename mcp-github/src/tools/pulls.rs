@@ -51,7 +51,7 @@ impl GitHubServer {
             Ok(PullListing {
                 repository: repo.to_string(),
                 count: pull_requests.len(),
-                pull_requests,
+                pull_requests: pull_requests.items,
             })
         }
         .await;

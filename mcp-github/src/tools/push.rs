@@ -113,15 +113,15 @@ impl GitHubServer {
         self.sink.as_deref().ok_or(Error::NoSink)
     }
 
-    /// Pushes `push` of `count` items, `limit` being the most the tool fetches.
-    async fn send(&self, push: Push, count: usize, limit: usize) -> Result<Sent> {
+    /// Pushes `push` of `count` items; `more` when GitHub had more than the tool read.
+    async fn send(&self, push: Push, count: usize, more: bool) -> Result<Sent> {
         let receipt = self.sink()?.push(push.clone()).await?;
         Ok(Sent {
             channel: push.channel,
             repository: push.repository,
             title: push.title,
             count,
-            limit_reached: count >= limit,
+            limit_reached: more,
             receipt: receipt.body,
             attempts: receipt.attempts,
             idempotency_key: receipt.idempotency_key,
@@ -144,14 +144,14 @@ impl GitHubServer {
             StateFilter::Closed => format!("Closed issues of {repo}"),
             StateFilter::All => format!("Issues of {repo}"),
         };
-        let count = issues.len();
+        let (count, more) = (issues.len(), issues.more);
         let push = Push {
             channel: "issues".into(),
             repository: Some(repo.to_string()),
             title,
-            data: json!({"state": state.as_str(), "issues": issues}),
+            data: json!({"state": state.as_str(), "issues": issues.items}),
         };
-        self.send(push, count, MAX_PUSHED_ITEMS).await
+        self.send(push, count, more).await
     }
 
     async fn send_pull_analysis(&self, args: SendPullsArgs) -> Result<Sent> {
@@ -186,7 +186,7 @@ impl GitHubServer {
                 message: e.to_string(),
             })?,
         };
-        self.send(push, count, MAX_ANALYSED_PRS).await
+        self.send(push, count, pulls.more).await
     }
 
     async fn send_commit_summary(&self, args: SendCommitsArgs) -> Result<Sent> {
@@ -228,7 +228,7 @@ impl GitHubServer {
                 message: e.to_string(),
             })?,
         };
-        self.send(push, count, MAX_PUSHED_ITEMS).await
+        self.send(push, count, commits.more).await
     }
 
     async fn send_curated(&self, args: SendArgs) -> Result<Sent> {
@@ -260,7 +260,7 @@ impl GitHubServer {
             data: args.data,
         };
         push.validate()?;
-        self.send(push, count, usize::MAX).await
+        self.send(push, count, false).await
     }
 }
 
