@@ -664,6 +664,20 @@ async fn a_retried_push_is_announced_once() {
         other["event_id"],
         "the retry was not announced"
     );
+    // The counters say the same, and /metrics needs no credential (like the health checks).
+    let (status, metrics) = request(&hub.address, "GET", "/metrics", &[], None).await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    for line in [
+        "switchboard_hub_pushes_total{outcome=\"stored\"} 2",
+        "switchboard_hub_pushes_total{outcome=\"duplicate\"} 1",
+        "switchboard_hub_announce_failures_total 0",
+        "switchboard_hub_snapshots 1",
+        "switchboard_event_streams 1",
+        "switchboard_http_requests_total{method=\"POST\",route=\"/api/dashboard/sync/{channel}\",status=\"200\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     hub.stop().await;
 }
 

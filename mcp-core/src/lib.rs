@@ -8,6 +8,7 @@ pub mod auth;
 mod bus;
 mod event;
 pub mod http;
+pub mod metrics;
 pub mod retry;
 pub mod schema;
 mod sink;

@@ -1,6 +1,6 @@
 //! The hub over HTTP: the dashboard page at `/`, the sync and read API and the live endpoints
 //! under `/api/dashboard` (behind authentication and a rate limit when configured), and the
-//! open `/healthz` and `/readyz`.
+//! open `/healthz`, `/readyz` and `/metrics` (Prometheus).
 
 use std::{future::Future, sync::Arc};
 
@@ -14,6 +14,7 @@ use axum::{
 use mcp_core::{
     auth::{self, AuthConfig, Gate, Scope},
     http::{OriginPolicy, check_origin, method_not_allowed, not_found},
+    metrics::{self, HttpMetrics, prometheus, write_series},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -71,13 +72,15 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
     let origin_policy = OriginPolicy::new(
         &config.allowed_hosts,
         &config.allowed_origins,
-        &["/healthz", "/readyz"],
+        &["/healthz", "/readyz", "/metrics"],
     );
+    let metrics = Arc::new(HttpMetrics::default());
     let protected = Router::new()
         .merge(rest::routes())
         .merge(live::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(Extension(LiveShutdown(shutdown)))
+        .layer(Extension(metrics.clone()))
         .layer(Extension(PageConfig {
             tasks: config.tasks_feed.is_some(),
         }))
@@ -85,18 +88,59 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
             Gate::new(config.auth.clone(), required_scope),
             auth::guard,
         ));
+    let scrape = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state((metrics.clone(), hub.clone()));
     Router::new()
         .route("/", get(web::page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(protected)
         .with_state(hub)
+        .merge(scrape)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             Arc::new(origin_policy),
             check_origin,
         ))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// `/metrics`: the HTTP series (with the open WebSocket and SSE connections), then the hub's.
+async fn render_metrics(
+    State((metrics, hub)): State<(Arc<HttpMetrics>, Arc<Hub>)>,
+) -> impl axum::response::IntoResponse {
+    let mut out = metrics.render();
+    let stats = hub.stats();
+    write_series(
+        &mut out,
+        "switchboard_hub_pushes_total",
+        "counter",
+        "Pushes stored as a new snapshot, and retries answered as duplicates.",
+        &[
+            ("{outcome=\"stored\"}".into(), stats.stored),
+            ("{outcome=\"duplicate\"}".into(), stats.duplicates),
+        ],
+    );
+    write_series(
+        &mut out,
+        "switchboard_hub_announce_failures_total",
+        "counter",
+        "Announcements the bus refused or did not take in time (the push stayed stored).",
+        &[(String::new(), stats.announce_failures)],
+    );
+    match hub.snapshot_count().await {
+        Ok(count) => write_series(
+            &mut out,
+            "switchboard_hub_snapshots",
+            "gauge",
+            "Snapshots the store holds.",
+            &[(String::new(), count)],
+        ),
+        Err(error) => tracing::warn!(%error, "cannot count snapshots for /metrics"),
+    }
+    prometheus(out)
 }
 
 /// Ready when the snapshot store answers.

@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -63,6 +63,26 @@ pub struct Hub {
     unannounced: AtomicBool,
     /// The pushes being stored and announced.
     pushes: TaskTracker,
+    stats: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    announce_failures: AtomicU64,
+}
+
+/// What a hub has done since it started, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Pushes stored as a new revision.
+    pub stored: u64,
+    /// Retried pushes answered with the first one's receipt.
+    pub duplicates: u64,
+    /// Announcements the bus refused or did not take in time.
+    pub announce_failures: u64,
 }
 
 /// How long announcing one push may take before it counts as not announced.
@@ -92,6 +112,7 @@ impl Hub {
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
             unannounced: AtomicBool::new(false),
             pushes: TaskTracker::new(),
+            stats: Counters::default(),
         }
     }
 
@@ -173,7 +194,13 @@ impl Hub {
                 limit: self.max_snapshots,
             });
         }
-        let outcome = match self.store.put(snapshot).await? {
+        let put = self.store.put(snapshot).await?;
+        let counter = match put {
+            Put::Stored(_) => &self.stats.stored,
+            Put::Duplicate { .. } => &self.stats.duplicates,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let outcome = match put {
             Put::Stored(snapshot) => {
                 let event_id = self.announce(&snapshot).await;
                 receipt(snapshot, event_id, false)
@@ -247,6 +274,7 @@ impl Hub {
             Err(error) => {
                 tracing::warn!(%error, "stored a push but could not announce it");
                 self.unannounced.store(true, Ordering::Release);
+                self.stats.announce_failures.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
@@ -281,6 +309,19 @@ impl Hub {
         after: Option<EventId>,
     ) -> Result<Subscription> {
         Ok(self.bus.subscribe(filter(query), after).await?)
+    }
+
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            stored: self.stats.stored.load(Ordering::Relaxed),
+            duplicates: self.stats.duplicates.load(Ordering::Relaxed),
+            announce_failures: self.stats.announce_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many snapshots the store holds.
+    pub async fn snapshot_count(&self) -> Result<u64> {
+        self.store.count().await
     }
 
     pub async fn ready(&self) -> Result<()> {

@@ -16,7 +16,7 @@ mod web;
 
 pub use error::{BoxError, Error, Result};
 pub use http::{DEFAULT_MAX_BODY_BYTES, HubHttpConfig, hub_router, serve_hub};
-pub use hub::{DEFAULT_MAX_SNAPSHOTS, Hub, Push, Receipt, TOPIC, update_type};
+pub use hub::{DEFAULT_MAX_SNAPSHOTS, Hub, HubStats, Push, Receipt, TOPIC, update_type};
 pub use snapshot::SnapshotStore;
 pub use tasks_feed::{TASKS_CHANNEL, TasksFeedConfig, run_tasks_feed};
 pub use validate::KNOWN_CHANNELS;

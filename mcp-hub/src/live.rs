@@ -27,6 +27,7 @@ use futures_util::stream::{self, StreamExt};
 use mcp_core::{
     Delivery, Event, EventId, Subscription,
     http::{ApiError, ApiQuery},
+    metrics::HttpMetrics,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -183,6 +184,7 @@ fn envelope(event: &Event) -> String {
 async fn websocket(
     State(hub): State<Arc<Hub>>,
     shutdown: Option<Extension<LiveShutdown>>,
+    metrics: Option<Extension<Arc<HttpMetrics>>>,
     ApiQuery(params): ApiQuery<LiveParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -205,6 +207,7 @@ async fn websocket(
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
+            let _open = metrics.map(|Extension(metrics)| metrics.stream_opened());
             if let Err(error) = serve_socket(socket, hub, query, start, stop).await {
                 tracing::debug!(%error, "dashboard websocket ended");
             }
@@ -330,6 +333,7 @@ fn error_message(message: &str) -> Value {
 async fn sse(
     State(hub): State<Arc<Hub>>,
     shutdown: Option<Extension<LiveShutdown>>,
+    metrics: Option<Extension<Arc<HttpMetrics>>>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<LiveParams>,
 ) -> Result<Response, ApiError> {
@@ -352,13 +356,9 @@ async fn sse(
     let events = stream::unfold(Some((hub, query, subscription)), |state| async move {
         let (hub, query, mut subscription) = state?;
         match subscription.recv().await {
-            Some(Delivery::Event(event)) => Some((
-                SseEvent::default()
-                    .id(event.id.to_string())
-                    .event(event.kind.clone())
-                    .data(envelope(&event)),
-                Some((hub, query, subscription)),
-            )),
+            Some(Delivery::Event(event)) => {
+                Some((event_sse(&event), Some((hub, query, subscription))))
+            }
             _ => match start_over(&hub, &query).await {
                 Ok((fresh, initial)) => Some((initial_sse(&initial), Some((hub, query, fresh)))),
                 Err(error) => {
@@ -368,11 +368,16 @@ async fn sse(
             },
         }
     });
+    // The guard rides along in the stream, so the stream counts as open until it is dropped.
+    let open = metrics.map(|Extension(metrics)| metrics.stream_opened());
     let body = stream::once(async move { hello })
         .chain(stream::iter(first))
         .chain(events)
         .take_until(async move { stop.cancelled_owned().await })
-        .map(Ok::<_, Infallible>);
+        .map(move |event| {
+            let _open = &open;
+            Ok::<_, Infallible>(event)
+        });
     let mut response = Sse::new(body)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
         .into_response();

@@ -14,18 +14,14 @@ use axum::{
 use mcp_core::{
     auth::{self, AuthConfig, Gate, Scope},
     http::{OriginPolicy, check_origin},
+    metrics::{self, HttpMetrics, prometheus, write_series},
 };
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    Error, Result, TaskService, TasksServer,
-    metrics::{self, Metrics},
-    rest,
-    service::ListTasks,
-};
+use crate::{Error, Result, TaskService, TasksServer, rest, service::ListTasks};
 
 /// What the HTTP front door accepts.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +61,7 @@ pub fn http_router(
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(HttpMetrics::default());
     let protected = Router::new()
         .merge(rest::routes())
         .layer(DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
@@ -78,7 +74,7 @@ pub fn http_router(
             auth::guard,
         ));
     let scrape = Router::new()
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(render_metrics))
         .with_state((metrics.clone(), service.clone()));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -110,6 +106,28 @@ fn required_scope(method: &Method, path: &str) -> Scope {
         Method::POST if path == "/api/users" => Scope::Admin,
         _ => Scope::Write,
     }
+}
+
+/// `/metrics`: the HTTP series, then the outbox's.
+async fn render_metrics(
+    State((metrics, service)): State<(Arc<HttpMetrics>, Arc<TaskService>)>,
+) -> impl axum::response::IntoResponse {
+    let mut out = metrics.render();
+    write_series(
+        &mut out,
+        "switchboard_events_published_total",
+        "counter",
+        "Events this process moved from the outbox to the bus.",
+        &[(String::new(), service.events_published())],
+    );
+    write_series(
+        &mut out,
+        "switchboard_bus_failing",
+        "gauge",
+        "1 while the bus refuses events (they wait in the outbox).",
+        &[(String::new(), u64::from(service.bus_failing()))],
+    );
+    prometheus(out)
 }
 
 /// Ready when the store answers a query.

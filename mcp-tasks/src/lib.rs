@@ -5,7 +5,6 @@
 mod domain;
 mod error;
 mod http;
-mod metrics;
 mod rest;
 mod server;
 pub mod store;

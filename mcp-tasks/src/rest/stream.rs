@@ -62,7 +62,7 @@ pub(crate) struct StreamShutdown(pub(crate) CancellationToken);
 pub(super) async fn stream_tasks(
     State(service): State<Arc<TaskService>>,
     shutdown: Option<Extension<StreamShutdown>>,
-    metrics: Option<Extension<Arc<crate::metrics::Metrics>>>,
+    metrics: Option<Extension<Arc<mcp_core::metrics::HttpMetrics>>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {

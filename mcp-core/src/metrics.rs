@@ -1,5 +1,5 @@
-//! `/metrics`: Prometheus text for the HTTP service: requests by route and status, their
-//! latency, open event streams, and the outbox.
+//! Prometheus text for an HTTP service: requests by route and status, their latency, and open
+//! live streams (SSE, WebSocket). Each service renders these, then adds its own lines.
 
 use std::{
     collections::BTreeMap,
@@ -17,14 +17,12 @@ use axum::{
     response::Response,
 };
 
-use crate::TaskService;
-
 /// Upper bounds (seconds) of the request latency histogram's buckets.
 const BUCKETS: [f64; 9] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 
-/// Counters shared by the middleware, the event stream and the `/metrics` handler.
+/// Counters shared by the middleware, the live streams and the `/metrics` handler.
 #[derive(Debug, Default)]
-pub(crate) struct Metrics {
+pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     open_streams: AtomicI64,
@@ -37,9 +35,9 @@ struct Histogram {
     sum: f64,
 }
 
-/// Counts an open event stream while it lives.
+/// Counts an open live stream while it lives.
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<Metrics>);
+pub struct StreamGuard(Arc<HttpMetrics>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
@@ -47,8 +45,9 @@ impl Drop for StreamGuard {
     }
 }
 
-impl Metrics {
-    pub(crate) fn stream_opened(self: &Arc<Self>) -> StreamGuard {
+impl HttpMetrics {
+    /// Counts a live stream as open until the guard is dropped.
+    pub fn stream_opened(self: &Arc<Self>) -> StreamGuard {
         self.open_streams.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
     }
@@ -70,7 +69,8 @@ impl Metrics {
         histogram.sum += seconds;
     }
 
-    fn render(&self, service: &TaskService) -> String {
+    /// The HTTP series as Prometheus text; a service appends its own after them.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -126,7 +126,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP switchboard_event_streams Open Server-Sent Event streams."
+            "# HELP switchboard_event_streams Open live streams (Server-Sent Events, WebSocket)."
         );
         let _ = writeln!(out, "# TYPE switchboard_event_streams gauge");
         let _ = writeln!(
@@ -134,34 +134,14 @@ impl Metrics {
             "switchboard_event_streams {}",
             self.open_streams.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP switchboard_events_published_total Events this process moved from the outbox to the bus."
-        );
-        let _ = writeln!(out, "# TYPE switchboard_events_published_total counter");
-        let _ = writeln!(
-            out,
-            "switchboard_events_published_total {}",
-            service.events_published()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP switchboard_bus_failing 1 while the bus refuses events (they wait in the outbox)."
-        );
-        let _ = writeln!(out, "# TYPE switchboard_bus_failing gauge");
-        let _ = writeln!(
-            out,
-            "switchboard_bus_failing {}",
-            u8::from(service.bus_failing())
-        );
         out
     }
 }
 
 /// Records every request's route, status and latency. Routes are the matched patterns
 /// (`/api/tasks/{id}`), never raw paths, so the label set stays small.
-pub(crate) async fn track(
-    State(metrics): State<Arc<Metrics>>,
+pub async fn track(
+    State(metrics): State<Arc<HttpMetrics>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -191,14 +171,22 @@ pub(crate) async fn track(
     response
 }
 
-pub(crate) async fn render(
-    State((metrics, service)): State<(Arc<Metrics>, Arc<TaskService>)>,
-) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+/// A `/metrics` response: Prometheus' text format.
+pub fn prometheus(text: String) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        metrics.render(&service),
+        text,
     )
+}
+
+/// One Prometheus series with its help and type lines, for a service's own lines.
+pub fn write_series(out: &mut String, name: &str, kind: &str, help: &str, lines: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in lines {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
 }
