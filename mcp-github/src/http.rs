@@ -50,16 +50,8 @@ pub async fn serve_http(
     }
     let stop = CancellationToken::new();
     let app = http_router(server, stop.clone());
-    let stopping = stop.clone();
-    // A make-service, not the bare Router: axum would otherwise rebuild the route table for
-    // every accepted connection (see mcp-tasks' serve_http).
-    axum::serve(mcp_core::http::nodelay(listener), app.into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.cancel();
-        })
+    mcp_core::http::serve(listener, app, shutdown, stop)
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
-    stop.cancel();
     Ok(())
 }

@@ -155,7 +155,8 @@ async fn ready(State(hub): State<Arc<Hub>>) -> (StatusCode, &'static str) {
 }
 
 /// Serves on `listener` until `shutdown` completes: then stops accepting, ends live
-/// connections and the tasks feed, and lets in-flight requests finish. Every accepted connection has `TCP_NODELAY`.
+/// connections and the tasks feed, lets in-flight requests finish and waits for the pushes
+/// they started. Every accepted connection has `TCP_NODELAY`.
 pub async fn serve_hub(
     hub: Arc<Hub>,
     listener: tokio::net::TcpListener,
@@ -167,18 +168,9 @@ pub async fn serve_hub(
     let feed = config
         .tasks_feed
         .map(|feed| tokio::spawn(run_tasks_feed(hub.clone(), feed, stop.clone())));
-    // ConnectInfo lets the auth middleware limit failed attempts per client address, and spares
-    // each connection a rebuild of the route table (see mcp-tasks' serve_http).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let stopping = stop.clone();
-    axum::serve(mcp_core::http::nodelay(listener), app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.cancel();
-        })
+    mcp_core::http::serve(listener, app, shutdown, stop)
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
-    stop.cancel();
     if let Some(feed) = feed {
         let _ = feed.await;
     }

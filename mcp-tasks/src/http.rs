@@ -157,7 +157,6 @@ pub async fn serve_http(
 ) -> Result<()> {
     let stop = CancellationToken::new();
     let app = http_router(service.clone(), &config, stop.clone());
-    let listener = mcp_core::http::nodelay(listener);
     // The relay outlives the server: requests still finishing when the signal comes may commit
     // events, and the relay's final flush must come after them.
     let relay_token = CancellationToken::new();
@@ -171,20 +170,9 @@ pub async fn serve_http(
             )
             .await;
     });
-    let stopping = stop.clone();
-    // The peer's address reaches the auth middleware, which limits failed attempts per address.
-    // This also spares every connection a copy of the route table: served as a bare `Router`,
-    // axum calls `Router::with_state(())` per accepted connection, which rebuilds every route
-    // (measured with 10,000 SSE streams: 37 KiB per stream that way, 20 KiB this way).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.cancel();
-        })
+    mcp_core::http::serve(listener, app, shutdown, stop)
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
-    stop.cancel();
     // Every request has finished: the relay's last act is a final flush of the outbox.
     relay_token.cancel();
     let _ = relay.await;
