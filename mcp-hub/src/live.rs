@@ -403,3 +403,96 @@ fn initial_sse(initial: &Value) -> SseEvent {
         None => event,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use mcp_core::{Delivery, MemoryBus};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        Push, SnapshotStore,
+        snapshot::{MemorySnapshotStore, NewSnapshot},
+    };
+
+    fn push(repository: &str) -> Push {
+        Push {
+            channel: "issues".into(),
+            repository: Some(repository.into()),
+            title: None,
+            data: json!({ "issues": [{ "number": 1, "title": "x" }] }),
+            idempotency_key: None,
+        }
+    }
+
+    fn kinds(first: &[First]) -> Vec<String> {
+        first
+            .iter()
+            .map(|message| match message {
+                First::Initial(_) => "initial_data".to_owned(),
+                First::Missed(event) => format!("{} {}", event.kind, event.subject["repository"]),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resuming_client_gets_what_changed_after_its_cursor_then_live_updates() {
+        let store = Arc::new(MemorySnapshotStore::default());
+        let hub = Arc::new(Hub::new(store.clone(), Arc::new(MemoryBus::default())));
+        let api = hub.sync(push("acme/api"), "test").await.unwrap();
+        let web = hub.sync(push("acme/web"), "test").await.unwrap();
+        let cli = hub.sync(push("acme/cli"), "test").await.unwrap();
+        let query = SnapshotQuery::default();
+
+        let start_after_api = start(&hub, &query, api.event_id).await.unwrap();
+        assert_eq!(
+            kinds(&start_after_api.first),
+            ["issues_update acme/web", "issues_update acme/cli"],
+            "in id order, and nothing from before the cursor"
+        );
+        let up_to_date = start(&hub, &query, cli.event_id).await.unwrap();
+        assert!(up_to_date.first.is_empty(), "nothing changed since");
+        let mut subscription = up_to_date.subscription;
+        let next = hub.sync(push("acme/web"), "test").await.unwrap();
+        match subscription.recv().await {
+            Some(Delivery::Event(event)) => assert_eq!(Some(event.id), next.event_id),
+            other => panic!("expected the live update, got {other:?}"),
+        }
+        assert!(web.event_id < cli.event_id);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unannounced_snapshot_or_an_empty_store_means_starting_over() {
+        let store = Arc::new(MemorySnapshotStore::default());
+        let hub = Arc::new(Hub::new(store.clone(), Arc::new(MemoryBus::default())));
+        let query = SnapshotQuery::default();
+        // A cursor from a hub that lost its state: the client must drop what it holds.
+        let empty = start(&hub, &query, Some(EventId::new(1, 0))).await.unwrap();
+        assert_eq!(kinds(&empty.first), ["initial_data"]);
+
+        let api = hub.sync(push("acme/api"), "test").await.unwrap();
+        // Stored without an announcement (as when the bus was down): its id is unknown, so the
+        // cursor cannot say whether the client has it.
+        store
+            .put(NewSnapshot {
+                channel: "issues".into(),
+                repository: Some("acme/web".into()),
+                title: "t".into(),
+                data: json!({ "issues": [] }),
+                actor: "test".into(),
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        let resumed = start(&hub, &query, api.event_id).await.unwrap();
+        assert_eq!(kinds(&resumed.first), ["initial_data"]);
+        let First::Initial(initial) = &resumed.first[0] else {
+            unreachable!()
+        };
+        assert_eq!(initial["data"]["snapshots"].as_array().unwrap().len(), 2);
+    }
+}
