@@ -16,6 +16,9 @@ pub enum Error {
     /// The payload does not have the shape its channel requires.
     #[error("invalid data for channel {channel}: {message}")]
     Schema { channel: String, message: String },
+    /// Too many pushes are waiting already; the client should retry shortly.
+    #[error("the hub is busy with other pushes; retry shortly")]
+    Busy,
     #[error("no {what} found")]
     NotFound { what: String },
     /// The hub holds as many snapshots as it may; a push to a new channel or repository waits

@@ -63,6 +63,8 @@ pub struct Hub {
     unannounced: AtomicBool,
     /// The pushes being stored and announced.
     pushes: TaskTracker,
+    /// Bounds the pushes waiting for their turn (each holds its payload in memory).
+    queue: Arc<tokio::sync::Semaphore>,
     stats: Counters,
 }
 
@@ -84,6 +86,10 @@ pub struct HubStats {
     /// Announcements the bus refused or did not take in time.
     pub announce_failures: u64,
 }
+
+/// How many pushes may wait for their turn at once; more are refused as busy (503, which
+/// sinks retry).
+pub(crate) const MAX_QUEUED_PUSHES: usize = 64;
 
 /// How long announcing one push may take before it counts as not announced.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +118,7 @@ impl Hub {
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
             unannounced: AtomicBool::new(false),
             pushes: TaskTracker::new(),
+            queue: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_PUSHES)),
             stats: Counters::default(),
         }
     }
@@ -152,10 +159,16 @@ impl Hub {
         };
         // Stored and announced on a task of its own: a client that gives up waiting (and
         // cancels this request) must not leave a stored push unannounced.
+        let Ok(permit) = self.queue.clone().try_acquire_owned() else {
+            return Err(Error::Busy);
+        };
         // Tracked, so a stopping server waits for the pushes it accepted.
         let hub = self.clone();
         self.pushes
-            .spawn(async move { hub.store_and_announce(snapshot).await })
+            .spawn(async move {
+                let _permit = permit;
+                hub.store_and_announce(snapshot).await
+            })
             .await
             .map_err(|e| Error::Transport(format!("the push was interrupted: {e}")))?
     }

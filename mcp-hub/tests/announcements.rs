@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use mcp_core::{
     BusError, Delivery, Event, EventBus, EventFilter, EventId, MemoryBus, NewEvent, Subscription,
 };
-use mcp_hub::{Hub, Push, snapshot::MemorySnapshotStore};
+use mcp_hub::{
+    Hub, Push,
+    snapshot::{MemorySnapshotStore, NewSnapshot, Put, Snapshot, SnapshotQuery},
+};
 use serde_json::json;
 
 /// A `MemoryBus` whose next `failures` publishes fail as if Redis were down.
@@ -215,4 +218,93 @@ async fn the_next_push_announces_what_the_bus_missed() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.event_id, Some(late.id));
+}
+
+/// A store that holds every `put` until the test lets it go.
+struct GatedStore {
+    inner: MemorySnapshotStore,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl mcp_hub::SnapshotStore for GatedStore {
+    async fn put(&self, snapshot: NewSnapshot) -> mcp_hub::Result<Put> {
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.put(snapshot).await
+    }
+    async fn set_event_id(
+        &self,
+        channel: &str,
+        repository: Option<&str>,
+        revision: i64,
+        id: EventId,
+    ) -> mcp_hub::Result<()> {
+        self.inner
+            .set_event_id(channel, repository, revision, id)
+            .await
+    }
+    async fn get(
+        &self,
+        channel: &str,
+        repository: Option<&str>,
+    ) -> mcp_hub::Result<Option<Snapshot>> {
+        self.inner.get(channel, repository).await
+    }
+    async fn list(&self, query: &SnapshotQuery) -> mcp_hub::Result<Vec<Snapshot>> {
+        self.inner.list(query).await
+    }
+    async fn count(&self) -> mcp_hub::Result<u64> {
+        self.inner.count().await
+    }
+    async fn latest_event_id(&self) -> mcp_hub::Result<Option<EventId>> {
+        self.inner.latest_event_id().await
+    }
+    async fn ping(&self) -> mcp_hub::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+/// Pushes wait their turn in a bounded queue: past it the hub answers busy at once (a 503,
+/// which sinks retry) instead of holding ever more payloads in memory; nothing queued is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_fills_a_bounded_queue_and_further_pushes_are_told_the_hub_is_busy() {
+    let store = Arc::new(GatedStore {
+        inner: MemorySnapshotStore::default(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let hub = Arc::new(Hub::new(store.clone(), Arc::new(MemoryBus::default())));
+    let handles: Vec<_> = (0..200)
+        .map(|n| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.sync(push(n, None), "test").await })
+        })
+        .collect();
+    // 64 pushes get a place and wait on the held store; the other 136 are answered at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while handles.iter().filter(|h| h.is_finished()).count() < 200 - 64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busy answers come at once"
+        );
+        tokio::task::yield_now().await;
+    }
+    let (answered, waiting): (Vec<_>, Vec<_>) = handles.into_iter().partition(|h| h.is_finished());
+    assert_eq!(answered.len(), 136);
+    for handle in answered {
+        assert!(matches!(handle.await.unwrap(), Err(mcp_hub::Error::Busy)));
+    }
+    store.gate.add_permits(1_000);
+    for handle in waiting {
+        let receipt = handle.await.unwrap().unwrap();
+        assert!(!receipt.duplicate);
+    }
+    let stored = hub
+        .snapshot("issues", Some("acme/api"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.revision, 64,
+        "every push that got a place was stored"
+    );
 }
