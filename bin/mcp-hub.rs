@@ -3,12 +3,15 @@
 
 mod cli;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_core::{EventBus, MemoryBus, MemoryBusConfig, RedisBus, RedisBusConfig};
-use mcp_hub::{Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig, snapshot::SqliteSnapshotStore};
+use mcp_hub::{
+    Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig, gateway::Gateway,
+    snapshot::SqliteSnapshotStore,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,8 +26,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the dashboard page at /, the sync API and live updates under /api/dashboard.
-    Serve(ServeArgs),
+    /// Serve the dashboard page at /, the sync API and live updates under /api/dashboard;
+    /// with --config, also the MCP gateway at /mcp and its API (/api/servers, /api/tools, …).
+    Serve(Box<ServeArgs>),
+    /// Serve the MCP gateway over stdin/stdout, for a Claude or Cursor config entry.
+    Stdio(StdioArgs),
+}
+
+#[derive(Debug, Args)]
+struct StdioArgs {
+    /// The upstream servers: a hub.toml, or a Claude/Cursor JSON file with `mcpServers`.
+    /// Edits apply without a restart.
+    #[arg(long, env = "MCP_HUB_CONFIG")]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -59,6 +73,10 @@ struct ServeArgs {
     /// A read key of that task service, when it requires one.
     #[arg(long, env = "MCP_HUB_TASKS_API_KEY", hide_env_values = true)]
     tasks_api_key: Option<String>,
+    /// Upstream MCP servers to serve as one at /mcp: a hub.toml, or a Claude/Cursor JSON file
+    /// with `mcpServers`. Edits apply without a restart.
+    #[arg(long, env = "MCP_HUB_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     auth: AuthArgs,
 }
@@ -68,6 +86,7 @@ impl std::fmt::Debug for ServeArgs {
         f.debug_struct("ServeArgs")
             .field("listen", &self.listen)
             .field("tasks_url", &self.tasks_url)
+            .field("config", &self.config)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -106,6 +125,12 @@ impl std::fmt::Debug for AuthArgs {
     }
 }
 
+/// How often the gateway's configuration file is checked for changes.
+const CONFIG_RELOAD: Duration = Duration::from_secs(1);
+/// How many gateway events (statuses, tool updates, log lines) a reconnecting page can catch
+/// up on.
+const GATEWAY_REPLAY_EVENTS: usize = 2_048;
+
 /// Announcements carry whole snapshots (hundreds of KB for a big repository). Dashboards resume
 /// from the snapshot store, never from the bus's history, so the bus keeps only a few.
 const REPLAY_EVENTS: usize = 16;
@@ -118,8 +143,36 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Stdio(args) => runtime.block_on(stdio(args)),
     }
+}
+
+/// The gateway's events stay in this process: its upstreams are this process's children.
+fn start_gateway(path: PathBuf) -> anyhow::Result<Gateway> {
+    let bus = Arc::new(MemoryBus::new(MemoryBusConfig {
+        replay_capacity: GATEWAY_REPLAY_EVENTS,
+        ..MemoryBusConfig::default()
+    }));
+    let gateway = Gateway::start_from_file(path.clone(), CONFIG_RELOAD, bus)
+        .with_context(|| format!("loading the gateway configuration {}", path.display()))?;
+    let servers = gateway.servers();
+    tracing::info!(
+        config = %path.display(),
+        upstreams = servers.len(),
+        "gateway started"
+    );
+    Ok(gateway)
+}
+
+async fn stdio(args: StdioArgs) -> anyhow::Result<()> {
+    let gateway = start_gateway(args.config)?;
+    let ended = mcp_core::stdio::serve_stdio(gateway.mcp_server(), cli::shutdown_signal()).await;
+    // Every child is stopped and reaped before the hub exits.
+    gateway.shutdown().await;
+    let ended = ended?;
+    tracing::info!(?ended, "stopped");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -154,6 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let shutdown = cli::shutdown_signal();
+    let gateway = args.config.map(start_gateway).transpose()?;
     let store = open_store(args.database_url).await?;
     let bus: Arc<dyn EventBus> = match args.redis_url {
         Some(url) => {
@@ -194,13 +248,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api_key: args.tasks_api_key,
             ..TasksFeedConfig::new(url)
         }),
+        gateway: gateway.clone(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %bound, "listening; the dashboard is at http://{bound}/");
-    mcp_hub::serve_hub(hub, listener, config, shutdown).await?;
+    let served = mcp_hub::serve_hub(hub, listener, config, shutdown).await;
+    if let Some(gateway) = gateway {
+        gateway.shutdown().await;
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,10 +16,14 @@ use mcp_core::{
     http::{OriginPolicy, check_origin, method_not_allowed, not_found},
     metrics::{self, HttpMetrics, prometheus, write_series},
 };
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     Error, Result,
+    gateway::{self, Gateway},
     hub::Hub,
     live::{self, LiveShutdown},
     rest::{self, PageConfig},
@@ -44,6 +48,9 @@ pub struct HubHttpConfig {
     /// The task service whose tasks the page's board shows (`serve_hub` follows it; an
     /// embedder calling [`hub_router`] runs [`crate::run_tasks_feed`] itself).
     pub tasks_feed: Option<TasksFeedConfig>,
+    /// The MCP gateway: with it, the hub serves the aggregated MCP server at `/mcp` and the
+    /// gateway's REST API (`/api/servers`, `/api/tools`, `/api/logs`, …).
+    pub gateway: Option<Gateway>,
 }
 
 impl Default for HubHttpConfig {
@@ -54,12 +61,29 @@ impl Default for HubHttpConfig {
             auth: AuthConfig::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             tasks_feed: None,
+            gateway: None,
         }
     }
 }
 
-/// Reading needs `read`; pushing needs `write`.
-fn required_scope(method: &Method, _path: &str) -> Scope {
+/// Reading needs `read`; pushing needs `write`; starting, stopping and restarting upstreams
+/// and reading the audit log need `admin`. Tool calls (MCP at `/mcp`, REST at
+/// `/api/tools/{name}/execute`) need `read` here: the gateway's access rules decide each call
+/// (without a rule, calling needs `write`).
+fn required_scope(method: &Method, path: &str) -> Scope {
+    let is_control = path.starts_with("/api/servers/")
+        && ["/start", "/stop", "/restart"]
+            .iter()
+            .any(|a| path.ends_with(a));
+    if path == "/api/audit" || (is_control && *method == Method::POST) {
+        return Scope::Admin;
+    }
+    if path == "/mcp"
+        || path.starts_with("/mcp/")
+        || (path.starts_with("/api/tools/") && path.ends_with("/execute"))
+    {
+        return Scope::Read;
+    }
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
         _ => Scope::Write,
@@ -75,14 +99,33 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
         &["/healthz", "/readyz", "/metrics"],
     );
     let metrics = Arc::new(HttpMetrics::default());
-    let protected = Router::new()
-        .merge(rest::routes())
-        .merge(live::routes())
+    let mut protected = Router::new().merge(rest::routes()).merge(live::routes());
+    if let Some(gateway) = &config.gateway {
+        // rmcp keeps its Host check. Origin is checked in front of it by `check_origin`, with
+        // the rules of the rest of the API, which admit the hub's own page: rmcp cannot know
+        // the hub's origin, and would refuse it.
+        let mcp_config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(origin_policy.hosts().to_vec())
+            .with_cancellation_token(shutdown.clone());
+        let sessions = gateway.clone();
+        let mcp = StreamableHttpService::new(
+            move || Ok(sessions.mcp_server()),
+            Arc::new(LocalSessionManager::default()),
+            mcp_config,
+        );
+        protected = protected
+            .merge(gateway::rest::routes())
+            .layer(Extension(gateway.clone()))
+            .layer(Extension(gateway::rest::StreamShutdown(shutdown.clone())))
+            .nest_service("/mcp", mcp);
+    }
+    let protected = protected
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(Extension(LiveShutdown(shutdown)))
         .layer(Extension(metrics.clone()))
         .layer(Extension(PageConfig {
             tasks: config.tasks_feed.is_some(),
+            gateway: config.gateway.is_some(),
         }))
         .layer(middleware::from_fn_with_state(
             Gate::new(config.auth.clone(), required_scope),

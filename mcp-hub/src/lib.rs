@@ -5,6 +5,7 @@
 //! draws it live.
 
 mod error;
+pub mod gateway;
 mod http;
 mod hub;
 mod live;

@@ -32,6 +32,8 @@ const DEFAULT_ACTOR: &str = "api";
 pub(crate) struct PageConfig {
     /// Whether a task service feeds the `tasks` channel.
     pub(crate) tasks: bool,
+    /// Whether the MCP gateway runs (the page then shows its servers, tools and logs).
+    pub(crate) gateway: bool,
 }
 
 pub(crate) fn routes() -> Router<Arc<Hub>> {
@@ -165,10 +167,11 @@ async fn overview(
             repository: query.repository,
         })
         .await?;
-    let tasks = config.is_some_and(|Extension(config)| config.tasks);
-    Ok(Json(
-        json!({ "snapshots": snapshots, "config": { "tasks": tasks } }),
-    ))
+    let config = config.map(|Extension(config)| config).unwrap_or_default();
+    Ok(Json(json!({
+        "snapshots": snapshots,
+        "config": { "tasks": config.tasks, "gateway": config.gateway },
+    })))
 }
 
 /// One channel: the snapshot of `?repository=`, or all of the channel's snapshots.

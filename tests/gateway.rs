@@ -1,0 +1,1063 @@
+//! The gateway end to end: the built `mcp-hub` supervises `echo_upstream` children (and an HTTP
+//! one), and rmcp's client talks to the hub as Claude or Cursor would, over stdio and at
+//! `/mcp`; the REST API and the live event stream are read as the dashboard reads them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A failed unwrap is a failed test here.
+
+#[path = "../mcp-github/tests/support/fake_github.rs"]
+mod fake_github;
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+        GetPromptRequestParams, Implementation, ProgressNotificationParam, ProgressToken,
+        ReadResourceRequestParams, RequestMetaObject, ResourceContents,
+    },
+    service::{NotificationContext, RunningService},
+    transport::{
+        StreamableHttpClientTransport, TokioChildProcess,
+        streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    sync::mpsc,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The example upstream; `cargo test` builds the examples beside the test binaries.
+fn echo_upstream() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let path = debug.join("examples").join("echo_upstream");
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples (`cargo test` does, or `cargo build --example echo_upstream`)",
+        path.display()
+    );
+    path
+}
+
+/// A stdio upstream table for hub.toml.
+fn stdio_server(id: &str, extra_args: &[&str], rest: &str) -> String {
+    let mut args = vec!["stdio".to_owned(), "--name".to_owned(), id.to_owned()];
+    args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+    format!(
+        "[servers.{id}]\ncommand = {command:?}\nargs = {args:?}\n{rest}\n",
+        command = echo_upstream().display().to_string(),
+    )
+}
+
+/// What the agent receives besides answers.
+#[derive(Debug)]
+enum Notice {
+    ToolsChanged,
+    Progress(ProgressNotificationParam),
+    Log(String),
+}
+
+#[derive(Clone)]
+struct Agent {
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+impl ClientHandler for Agent {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("gateway-e2e", "1"),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.notices.send(Notice::ToolsChanged);
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.notices.send(Notice::Progress(params));
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.notices.send(Notice::Log(params.data.to_string()));
+    }
+}
+
+type Client = RunningService<RoleClient, Agent>;
+
+async fn http_client(
+    address: &str,
+    key: Option<&str>,
+) -> (Client, mpsc::UnboundedReceiver<Notice>) {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{address}/mcp"));
+    if let Some(key) = key {
+        config = config.auth_header(key.to_owned());
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Agent { notices: tx }
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
+async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    tokio::time::timeout(
+        WAIT,
+        client.call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments)),
+    )
+    .await
+    .expect("the call answers in time")
+    .unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn tool_names(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A hub serving the gateway over HTTP with `config` written to a file of its own.
+struct GatewayHub {
+    hub: support::Hub,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateway_hub(config: &str, env: &[(&str, &str)]) -> GatewayHub {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.toml");
+    std::fs::write(&path, config).unwrap();
+    let hub = support::spawn_hub(
+        &[
+            "--database-url",
+            "memory:",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        env,
+    )
+    .await;
+    GatewayHub {
+        hub,
+        config: path,
+        _dir: dir,
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn get_json(address: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = http().get(format!("http://{address}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_json(address: &str, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = http().post(format!("http://{address}{path}")).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The gateway's live events, read as the page reads `/api/gateway/stream`.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+    /// What arrived, for a failure's message.
+    seen: Vec<String>,
+    /// The newest state seen of each server.
+    states: std::collections::HashMap<String, String>,
+}
+
+impl Events {
+    async fn open(address: &str, key: Option<&str>) -> Self {
+        let mut request = http().get(format!("http://{address}/api/gateway/stream"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Self {
+            response,
+            buffer: String::new(),
+            seen: Vec::new(),
+            states: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The next event (type, data) whatever it is.
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut kind = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(rest) = line.strip_prefix("event:") {
+                        kind = rest.trim().to_owned();
+                    } else if let Some(rest) = line.strip_prefix("data:") {
+                        data.push_str(rest.trim_start());
+                    }
+                }
+                if kind.is_empty() || data.is_empty() {
+                    continue;
+                }
+                let envelope: Value = serde_json::from_str(&data).unwrap();
+                let data = envelope["data"].clone();
+                if kind == "server_status" {
+                    self.states.insert(
+                        data["id"].as_str().unwrap_or_default().to_owned(),
+                        data["state"].as_str().unwrap_or_default().to_owned(),
+                    );
+                }
+                let summary = match kind.as_str() {
+                    "server_status" => format!("{kind} {} {}", data["id"], data["state"]),
+                    _ => format!(
+                        "{kind} {}",
+                        data.to_string().chars().take(120).collect::<String>()
+                    ),
+                };
+                self.seen.push(summary);
+                return (kind, data);
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the event stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Waits for an event of `kind` whose data satisfies `matches`.
+    async fn wait_for(&mut self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                let (k, data) = self.next().await;
+                if k == kind && matches(&data) {
+                    return data;
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no {kind} event as expected within {WAIT:?}; the last ones: {:#?}",
+                &self.seen[self.seen.len().saturating_sub(12)..]
+            )
+        })
+    }
+
+    /// Waits until `server` is in `state`: at once if that is the newest state seen.
+    async fn wait_state(&mut self, server: &str, state: &str) {
+        if self.states.get(server).map(String::as_str) == Some(state) {
+            return;
+        }
+        self.wait_for("server_status", |s| {
+            s["id"] == server && s["state"] == state
+        })
+        .await;
+    }
+
+    /// Like [`Events::wait_state`], for a transition that must still come; returns the status.
+    async fn next_state(&mut self, server: &str, state: &str) -> Value {
+        self.wait_for("server_status", |s| {
+            s["id"] == server && s["state"] == state
+        })
+        .await
+    }
+}
+
+/// The hub's children that are zombies (exited, never reaped).
+fn zombie_children(pid: u32) -> Vec<String> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[1] == pid.to_string() && fields[0] == "Z" {
+            zombies.push(stat);
+        }
+    }
+    zombies
+}
+
+fn children_of(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().nth(1) == Some(&pid.to_string()))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn over_stdio_names_are_namespaced_filtered_and_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nprefix = \"conditional\"\n\n{}{}",
+            stdio_server("alpha", &[], ""),
+            stdio_server("beta", &[], "tools = { deny = [\"crash\", \"fail\"] }")
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-hub"));
+    command
+        .args(["stdio", "--config", config.to_str().unwrap()])
+        .env("MCP_HUB_LOG", "warn");
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let client = Agent { notices: tx }.serve(transport).await.unwrap();
+
+    // Names both list are prefixed; names only one lists (after beta's deny list) are not.
+    let names = tool_names(&client).await;
+    for expected in [
+        "alpha__echo",
+        "beta__echo",
+        "alpha__add",
+        "beta__add",
+        "crash",
+        "fail",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "beta__crash" || n == "alpha__crash"),
+        "{names:?}"
+    );
+
+    let echoed = call(&client, "beta__echo", json!({ "text": "hi" })).await;
+    assert_eq!(echoed.structured_content, Some(json!({ "text": "hi" })));
+    let who = call(&client, "alpha__whoami", json!({})).await;
+    assert_eq!(who.structured_content.unwrap()["name"], "alpha");
+    let failed = call(&client, "fail", json!({ "message": "nope" })).await;
+    assert_eq!(failed.is_error, Some(true));
+    assert_eq!(text(&failed), "nope");
+
+    let unknown = client
+        .call_tool(CallToolRequestParams::new("nope__echo"))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("no tool is called nope__echo"),
+        "{unknown}"
+    );
+
+    // Prompts are namespaced the same way; a resource URI is never rewritten: the first server
+    // by id keeps it.
+    let prompts: Vec<String> = client
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(prompts, vec!["alpha__greet", "beta__greet"]);
+    let greeting = client
+        .get_prompt(
+            GetPromptRequestParams::new("beta__greet")
+                .with_arguments(json!({ "name": "Ada" }).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert!(format!("{:?}", greeting.messages).contains("Hello, Ada"));
+    let read = client
+        .read_resource(ReadResourceRequestParams::new("echo://info"))
+        .await
+        .unwrap();
+    let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+        panic!("text contents expected")
+    };
+    assert_eq!(text, "echo upstream alpha");
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crashing_upstream_errors_clearly_restarts_and_leaves_others_alone() {
+    let config = format!(
+        "[gateway]\nrestart_initial = \"10ms\"\nrestart_max = \"40ms\"\n\n{}{}",
+        stdio_server("a", &[], ""),
+        stdio_server("b", &[], "")
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let pid = gateway.hub.child.id().unwrap();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("a", "healthy").await;
+    events.wait_state("b", "healthy").await;
+    let (client, _notices) = http_client(&address, None).await;
+
+    let crashed = call(&client, "a__crash", json!({ "code": 7 })).await;
+    assert_eq!(crashed.is_error, Some(true));
+    let message = text(&crashed);
+    assert!(
+        message.contains("upstream a") && message.contains("exited with code 7"),
+        "{message}"
+    );
+    // The other upstream answers meanwhile.
+    let echoed = call(&client, "b__echo", json!({ "text": "still here" })).await;
+    assert_eq!(echoed.is_error, Some(false));
+    let down = events.next_state("a", "down").await;
+    assert!(
+        down["last_error"].as_str().unwrap().contains("code 7"),
+        "{down}"
+    );
+    let healthy = events.next_state("a", "healthy").await;
+    assert_eq!(healthy["restarts"], 1);
+    assert_eq!(
+        call(&client, "a__echo", json!({ "text": "back" }))
+            .await
+            .is_error,
+        Some(false)
+    );
+
+    // 100 crash cycles: every child is reaped, and the hub's memory stays put.
+    let mut rss_after_10 = 0;
+    for cycle in 1..=100 {
+        let crashed = call(&client, "a__crash", json!({})).await;
+        assert_eq!(crashed.is_error, Some(true), "cycle {cycle}");
+        events.next_state("a", "down").await;
+        events.next_state("a", "healthy").await;
+        if cycle == 10 {
+            rss_after_10 = rss_kib(pid);
+        }
+    }
+    let (_, status) = get_json(&address, "/api/servers/a", None).await;
+    assert_eq!(status["restarts"], 101);
+    assert_eq!(status["state"], "healthy");
+    assert!(
+        zombie_children(pid).is_empty(),
+        "{:?}",
+        zombie_children(pid)
+    );
+    assert_eq!(children_of(pid), 2, "one child per upstream, no leftovers");
+    let rss_after_100 = rss_kib(pid);
+    assert!(
+        rss_after_100 < rss_after_10 + 16 * 1024,
+        "memory grew from {rss_after_10} KiB to {rss_after_100} KiB over 90 crash cycles"
+    );
+    let (_, b) = get_json(&address, "/api/servers/b", None).await;
+    assert_eq!(
+        (b["state"].as_str(), b["restarts"].as_u64()),
+        (Some("healthy"), Some(0))
+    );
+
+    // The merged log holds the children's stderr and the gateway's notes.
+    let (_, logs) = get_json(&address, "/api/logs?server=a&limit=1000", None).await;
+    let messages: Vec<&str> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&"crashing"),
+        "stderr lines are log entries"
+    );
+    assert!(messages.iter().any(|m| m.contains("exited with code 1")));
+
+    client.cancel().await.unwrap();
+    gateway.hub.stop().await;
+}
+
+/// An `echo_upstream http` and the URL it serves.
+async fn http_upstream(listen: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(echo_upstream())
+        .args(["http", "--listen", listen, "--name", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the upstream prints its address");
+    let url = line.strip_prefix("listening on ").unwrap().to_owned();
+    (child, url)
+}
+
+#[tokio::test]
+async fn an_http_upstream_that_goes_away_is_down_then_healthy_and_calls_resume() {
+    let (mut upstream, url) = http_upstream("127.0.0.1:0").await;
+    let listen = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let config = format!(
+        "[gateway]\nhealth_interval = \"200ms\"\nhealth_timeout = \"200ms\"\nrestart_initial = \"50ms\"\nrestart_max = \"200ms\"\n\n[servers.web]\nurl = {url:?}\n"
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("web", "healthy").await;
+    let (client, _notices) = http_client(&address, None).await;
+    assert_eq!(
+        call(&client, "echo", json!({ "text": "1" })).await.is_error,
+        Some(false)
+    );
+
+    // It dies in the middle of a call: the call fails promptly (rmcp's client would retry the
+    // lost stream forever), then the upstream shows down.
+    let started = Instant::now();
+    let crashed = call(&client, "crash", json!({})).await;
+    assert_eq!(crashed.is_error, Some(true));
+    assert!(
+        text(&crashed).contains("upstream web"),
+        "{}",
+        text(&crashed)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = upstream.wait().await;
+    let down = events.next_state("web", "down").await;
+    assert!(down["last_error"].is_string(), "{down}");
+    // A call while it is away fails at once, naming it.
+    let started = Instant::now();
+    let result = call(&client, "echo", json!({ "text": "2" })).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("upstream web"), "{}", text(&result));
+
+    let (_upstream, _) = http_upstream(&listen).await;
+    events.next_state("web", "healthy").await;
+    assert_eq!(
+        call(&client, "echo", json!({ "text": "3" })).await.is_error,
+        Some(false)
+    );
+    client.cancel().await.unwrap();
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
+async fn list_changed_reaches_a_client_within_a_second_and_progress_logs_and_cancellation_pass_through()
+ {
+    let config = format!(
+        "{}{}",
+        stdio_server("a", &[], "call_timeout = \"500ms\""),
+        stdio_server("b", &[], "")
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("a", "healthy").await;
+    events.wait_state("b", "healthy").await;
+    let (client, mut notices) = http_client(&address, None).await;
+    assert!(!tool_names(&client).await.contains(&"extra".to_owned()));
+
+    // list_changed: upstream → gateway → this client, in well under a second.
+    let started = Instant::now();
+    let toggled = call(&client, "a__toggle_extra", json!({})).await;
+    assert_eq!(
+        toggled.structured_content,
+        Some(json!({ "extra_present": true }))
+    );
+    loop {
+        let notice = tokio::time::timeout(Duration::from_secs(1), notices.recv())
+            .await
+            .expect("tools/list_changed within 1 s")
+            .unwrap();
+        if matches!(notice, Notice::ToolsChanged) {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    eprintln!("list_changed reached the client {elapsed:?} after the call started");
+    assert!(tool_names(&client).await.contains(&"extra".to_owned()));
+    let update = events.wait_for("tool_update", |u| u["server"] == "a").await;
+    assert_eq!(update["added"], json!(["extra"]));
+
+    // Progress: the client's token comes back on the upstream's notifications.
+    let mut params = CallToolRequestParams::new("b__sleep")
+        .with_arguments(json!({ "ms": 350 }).as_object().unwrap().clone());
+    let token = ProgressToken(rmcp::model::NumberOrString::String("mine-1".into()));
+    params.meta = Some(RequestMetaObject::with_progress_token(token.clone()));
+    let slept = client.call_tool(params).await.unwrap();
+    assert_eq!(slept.is_error, Some(false));
+    let mut progress = Vec::new();
+    while progress.len() < 3 {
+        let notice = tokio::time::timeout(WAIT, notices.recv())
+            .await
+            .expect("progress notifications")
+            .unwrap();
+        if let Notice::Progress(p) = notice {
+            progress.push(p);
+        }
+    }
+    // rmcp's client puts its own token on every request; what comes back is that one.
+    let first = progress[0].progress_token.clone();
+    assert!(
+        progress.iter().all(|p| p.progress_token == first),
+        "{progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|w| w[0].progress < w[1].progress),
+        "{progress:?}"
+    );
+    assert_eq!(progress[0].total, Some(350.0));
+    let _ = token;
+
+    // Log messages of an upstream reach the client whose call caused them, and the log.
+    call(
+        &client,
+        "a__log",
+        json!({ "level": "warning", "message": "careful" }),
+    )
+    .await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Notice::Log(data)) = notices.recv().await
+                && data.contains("careful")
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the upstream's log message reached the client");
+    let (_, logs) = get_json(&address, "/api/logs?server=a&level=warning", None).await;
+    assert!(logs["logs"].to_string().contains("careful"), "{logs}");
+
+    // A per-call timeout: a's calls may take 500 ms.
+    let started = Instant::now();
+    let late = call(&client, "a__sleep", json!({ "ms": 5000 })).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(late.is_error, Some(true));
+    assert!(
+        text(&late).contains("did not answer within 500 ms"),
+        "{}",
+        text(&late)
+    );
+    // The timed-out call was cancelled upstream, not left running.
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "a" && l["message"] == "sleep cancelled"
+        })
+        .await;
+
+    // A client that cancels: the upstream hears of it.
+    let handle = {
+        let peer = client.peer().clone();
+        tokio::spawn(async move {
+            peer.call_tool(
+                CallToolRequestParams::new("b__sleep")
+                    .with_arguments(json!({ "ms": 10_000 }).as_object().unwrap().clone()),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await; // Let the call reach the upstream.
+    handle.abort();
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "b" && l["message"] == "sleep cancelled"
+        })
+        .await;
+
+    client.cancel().await.unwrap();
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
+async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
+    let keys = [
+        "admin aaaaaaaaaaaaaaaaaaaaaaaa root",
+        "write wwwwwwwwwwwwwwwwwwwwwwww dev",
+        "read rrrrrrrrrrrrrrrrrrrrrrrr viewer",
+        "read iiiiiiiiiiiiiiiiiiiiiiii reader",
+        "write cccccccccccccccccccccccc ci",
+    ]
+    .join(",");
+    let config = format!(
+        "{}{}\n[[access]]\nprincipals = [\"key:reader\"]\nallow = [\"*__echo\"]\n\n[[access]]\nprincipals = [\"key:ci\"]\nallow = [\"b__*\"]\ndeny = [\"b__crash\"]\n",
+        stdio_server("a", &[], ""),
+        stdio_server("b", &[], "")
+    );
+    let gateway = gateway_hub(&config, &[("MCP_HUB_API_KEYS", &keys)]).await;
+    let address = gateway.hub.address.clone();
+    let admin = Some("aaaaaaaaaaaaaaaaaaaaaaaa");
+    let dev = Some("wwwwwwwwwwwwwwwwwwwwwwww");
+    let viewer = Some("rrrrrrrrrrrrrrrrrrrrrrrr");
+    let reader = Some("iiiiiiiiiiiiiiiiiiiiiiii");
+    let ci = Some("cccccccccccccccccccccccc");
+    let mut events = Events::open(&address, viewer).await;
+    events.wait_state("a", "healthy").await;
+    events.wait_state("b", "healthy").await;
+
+    let execute = |key, tool: &str| {
+        let address = address.clone();
+        let path = format!("/api/tools/{tool}/execute");
+        async move {
+            post_json(
+                &address,
+                &path,
+                key,
+                json!({ "arguments": { "text": "x" } }),
+            )
+            .await
+            .0
+        }
+    };
+    // (who, tool, expected status)
+    let matrix = [
+        (None, "a__echo", 401),
+        (admin, "a__echo", 200),
+        (dev, "a__echo", 200),
+        (viewer, "a__echo", 403),
+        (reader, "a__echo", 200),
+        (reader, "a__add", 403),
+        (ci, "b__echo", 200),
+        (ci, "a__echo", 403),
+        (ci, "b__crash", 403),
+        // Admin may call anything; the crash answers 502 (the upstream failed).
+        (admin, "b__crash", 502),
+    ];
+    for (key, tool, expected) in matrix {
+        assert_eq!(execute(key, tool).await, expected, "{key:?} calling {tool}");
+    }
+    // The same rules hold over MCP, and a client lists only what it may call.
+    let (client, _) = http_client(&address, ci).await;
+    let names = tool_names(&client).await;
+    assert!(
+        names.iter().all(|n| n.starts_with("b__")) && !names.contains(&"b__crash".to_owned()),
+        "{names:?}"
+    );
+    let denied = call(&client, "a__echo", json!({ "text": "x" })).await;
+    assert_eq!(denied.is_error, Some(true));
+    assert!(text(&denied).contains("key:ci"), "{}", text(&denied));
+    client.cancel().await.unwrap();
+    let (_, listed) = get_json(&address, "/api/tools", reader).await;
+    let listed: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec!["a__echo", "b__echo"]);
+
+    // Operating upstreams and reading the audit log need admin.
+    assert_eq!(
+        post_json(&address, "/api/servers/a/restart", dev, json!({}))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = get_json(&address, "/api/audit?principal=key:ci", dev).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, audit) = get_json(&address, "/api/audit?principal=key:ci", admin).await;
+    assert_eq!(status, 200);
+    let outcomes: Vec<(&str, &str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["tool"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["via"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("a__echo", "denied", "mcp"),
+            ("b__crash", "denied", "rest"),
+            ("a__echo", "denied", "rest"),
+            ("b__echo", "ok", "rest"),
+        ]
+    );
+    let (_, crashes) = get_json(&address, "/api/audit?tool=b__crash&outcome=failed", admin).await;
+    let crash = &crashes["entries"][0];
+    assert_eq!(
+        (crash["principal"].as_str(), crash["server"].as_str()),
+        (Some("key:root"), Some("b"))
+    );
+    assert!(crash["duration_ms"].as_f64().unwrap() > 0.0);
+
+    // Restart from the API (the dashboard's button).
+    let (status, body) = post_json(&address, "/api/servers/a/restart", admin, json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    events.next_state("a", "starting").await;
+    let back = events.next_state("a", "healthy").await;
+    assert_eq!(back["restarts"], 1);
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
+async fn editing_the_config_applies_without_a_restart_and_a_bad_edit_keeps_the_last_good_one() {
+    let gateway = gateway_hub(&stdio_server("a", &[], ""), &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("a", "healthy").await;
+    let (client, mut notices) = http_client(&address, None).await;
+    assert!(tool_names(&client).await.contains(&"echo".to_owned()));
+
+    // Add b (an editor saves by writing a new file and renaming it over the old one).
+    let both = format!(
+        "{}{}",
+        stdio_server("a", &[], ""),
+        stdio_server("b", &[], "")
+    );
+    let temp = gateway.config.with_extension("toml.tmp");
+    std::fs::write(&temp, &both).unwrap();
+    std::fs::rename(&temp, &gateway.config).unwrap();
+    events.wait_state("b", "healthy").await;
+    let names = tool_names(&client).await;
+    assert!(
+        names.contains(&"a__echo".to_owned()) && names.contains(&"b__echo".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        tokio::time::timeout(WAIT, async {
+            while let Some(notice) = notices.recv().await {
+                if matches!(notice, Notice::ToolsChanged) {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    );
+    let (_, a_before) = get_json(&address, "/api/servers/a", None).await;
+
+    // A broken file changes nothing and says why.
+    std::fs::write(&gateway.config, "[servers.a]\ncommand = \n").unwrap();
+    let error = events
+        .wait_for("log_entry", |l| {
+            l["server"] == "hub" && l["level"] == "error"
+        })
+        .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeping the last good configuration"),
+        "{error}"
+    );
+    assert_eq!(
+        call(&client, "b__echo", json!({ "text": "ok" }))
+            .await
+            .is_error,
+        Some(false)
+    );
+
+    // Removing b stops it; a keeps its session (same pid).
+    std::fs::write(&gateway.config, stdio_server("a", &[], "")).unwrap();
+    events
+        .wait_for("tool_update", |u| {
+            u["server"] == "b" && u["tools"] == json!([])
+        })
+        .await;
+    events.wait_state("b", "stopped").await;
+    let (status, _) = get_json(&address, "/api/servers/b", None).await;
+    assert_eq!(status, 404);
+    let (_, a_after) = get_json(&address, "/api/servers/a", None).await;
+    assert_eq!(a_before["pid"], a_after["pid"]);
+    assert!(tool_names(&client).await.contains(&"echo".to_owned()));
+    client.cancel().await.unwrap();
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_cannot_start_is_down_with_the_reason_and_the_rest_serve() {
+    let config = format!(
+        "[gateway]\nrestart_initial = \"50ms\"\nrestart_max = \"100ms\"\n\n[servers.ghost]\ncommand = \"/nonexistent/mcp-server\"\n\n{}",
+        stdio_server("a", &[], "")
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    let down = events.next_state("ghost", "down").await;
+    assert!(
+        down["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start `/nonexistent/mcp-server`"),
+        "{down}"
+    );
+    events.wait_state("a", "healthy").await;
+    let (_, status) = get_json(&address, "/api/status", None).await;
+    assert_eq!(status["status"], "degraded");
+    let (status, body) = post_json(
+        &address,
+        "/api/tools/echo/execute",
+        None,
+        json!({ "arguments": { "text": "x" } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["text"], "x");
+    let (status, body) = post_json(&address, "/api/tools/nothing/execute", None, json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = post_json(&address, "/api/servers/ghost/explode", None, json!({})).await;
+    assert_eq!(status, 404);
+    let (status, body) = get_json(&address, "/api/logs?level=loud", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+    let (_, metrics) = get_json(&address, "/api/metrics", None).await;
+    assert_eq!(metrics["tools"][0]["tool"], "echo");
+    assert_eq!(metrics["tools"][0]["calls"], 1);
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_hub_runs_mcp_tasks_and_mcp_github_with_a_line_each() {
+    let github = fake_github::FakeGitHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mcp-tasks"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // What a user writes, once the binaries are on PATH:
+    let config = "[servers]\n\
+        tasks = { command = \"mcp-tasks\", args = [\"stdio\"] }\n\
+        github = { command = \"mcp-github\", args = [\"stdio\"] }\n";
+    let db = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let gateway = gateway_hub(
+        config,
+        &[
+            ("PATH", path.as_str()),
+            ("DATABASE_URL", db.as_str()),
+            ("GITHUB_API_URL", github.url.as_str()),
+            ("GITHUB_TOKEN", "test-token"),
+        ],
+    )
+    .await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("tasks", "healthy").await;
+    events.wait_state("github", "healthy").await;
+    let (client, _) = http_client(&address, None).await;
+    let names = tool_names(&client).await;
+    assert!(
+        names.contains(&"create_task".to_owned()) && names.contains(&"list_issues".to_owned()),
+        "{names:?}"
+    );
+    let user = call(
+        &client,
+        "add_user",
+        json!({ "email": "ada@example.com", "name": "Ada" }),
+    )
+    .await;
+    assert_eq!(user.is_error, Some(false), "{}", text(&user));
+    let created = call(
+        &client,
+        "create_task",
+        json!({
+            "title": "through the gateway",
+            "description": "dogfooding",
+            "assignee_id": "ada@example.com",
+            "repository": "acme/api",
+        }),
+    )
+    .await;
+    assert_eq!(created.is_error, Some(false), "{}", text(&created));
+    let issues = call(
+        &client,
+        "list_issues",
+        json!({ "owner": "acme", "repo": "api" }),
+    )
+    .await;
+    assert_eq!(issues.is_error, Some(false), "{}", text(&issues));
+    client.cancel().await.unwrap();
+    gateway.hub.stop().await;
+}
