@@ -815,13 +815,19 @@ async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
     assert!(text(&denied).contains("key:ci"), "{}", text(&denied));
     client.cancel().await.unwrap();
     let (_, listed) = get_json(&address, "/api/tools", reader).await;
-    let listed: Vec<&str> = listed["tools"]
+    let callable: Vec<&str> = listed["tools"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|t| t["callable"] == true)
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(listed, vec!["a__echo", "b__echo"]);
+    assert_eq!(callable, vec!["a__echo", "b__echo"]);
+    assert_eq!(
+        listed["tools"].as_array().unwrap().len(),
+        16,
+        "the REST catalog lists every tool"
+    );
 
     // Operating upstreams and reading the audit log need admin.
     assert_eq!(
@@ -1060,4 +1066,14 @@ async fn the_hub_runs_mcp_tasks_and_mcp_github_with_a_line_each() {
     assert_eq!(issues.is_error, Some(false), "{}", text(&issues));
     client.cancel().await.unwrap();
     gateway.hub.stop().await;
+}
+
+#[test]
+fn the_example_config_parses_as_documented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hub.toml");
+    let config = mcp_hub::gateway::GatewayConfig::from_path(&path).unwrap();
+    let ids: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, vec!["github", "tasks"]);
+    assert_eq!(config.prefix, mcp_hub::gateway::PrefixMode::Conditional);
+    assert_eq!(config.call_timeout, Duration::from_secs(60));
 }

@@ -164,13 +164,23 @@ async fn list_tools(
     Extension(gateway): Extension<Gateway>,
     principal: Option<Extension<Principal>>,
 ) -> Json<Value> {
+    // The whole catalog (a read-only dashboard shows it all), each tool saying whether this
+    // caller may call it; MCP clients list only what they may call.
     let caller = Caller::from_principal(principal.as_ref().map(|Extension(p)| p));
     let catalog = gateway.core.catalog();
     let tools: Vec<Value> = catalog
         .tools
         .iter()
-        .filter(|(name, _)| gateway.core.may_see(&caller, name))
-        .map(|(_, route)| tool_json(route))
+        .map(|(name, route)| {
+            let mut tool = tool_json(route);
+            if let Value::Object(map) = &mut tool {
+                map.insert(
+                    "callable".to_owned(),
+                    json!(gateway.core.may_see(&caller, name)),
+                );
+            }
+            tool
+        })
         .collect();
     Json(json!({ "tools": tools, "hidden": catalog.hidden }))
 }
