@@ -836,6 +836,23 @@ async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
             .0,
         403
     );
+    // A percent-encoded action is decoded by the router after the scope check ran on the
+    // raw path; the handler checks again.
+    let (status, body) = post_json(&address, "/api/servers/a/%73top", dev, json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get_json(&address, "/api/%61udit", dev).await;
+    assert!(status == 403 || status == 404, "{status} {body}");
+    // A huge unknown tool name is cut before it is audited or quoted.
+    let huge = "x".repeat(5_000);
+    let (status, body) = post_json(
+        &address,
+        &format!("/api/tools/{huge}/execute"),
+        dev,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.to_string().len() < 1_000, "{}", body.to_string().len());
     let (status, body) = get_json(&address, "/api/audit?principal=key:ci", dev).await;
     assert_eq!(status, 403, "{body}");
     let (status, audit) = get_json(&address, "/api/audit?principal=key:ci", admin).await;

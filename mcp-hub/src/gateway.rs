@@ -569,8 +569,13 @@ impl Core {
         via: &'static str,
     ) -> Result<CallToolResponse, CallError> {
         let started = Instant::now();
-        let name = params.name.to_string();
-        let route = self.catalog().tools.get(&name).cloned();
+        let route = self.catalog().tools.get(params.name.as_ref()).cloned();
+        // A name the catalog does not hold is the client's text: it is cut before it is
+        // recorded or quoted back, so a huge one cannot fill the audit log.
+        let name = match &route {
+            Some(_) => params.name.to_string(),
+            None => shorten(&params.name, MAX_UNKNOWN_NAME),
+        };
         let server = route.as_ref().map(|r| r.server.clone());
         let outcome = self
             .call_routed(caller, params, route, downstream, cancel)
@@ -609,10 +614,13 @@ impl Core {
         downstream: Option<Downstream>,
         cancel: CancellationToken,
     ) -> Result<CallToolResponse, CallError> {
-        let name = params.name.to_string();
         let Some(route) = route else {
-            return Err(CallError::UnknownTool(name));
+            return Err(CallError::UnknownTool(shorten(
+                &params.name,
+                MAX_UNKNOWN_NAME,
+            )));
         };
+        let name = params.name.to_string();
         if let Decision::Denied { reason } = self.decide(caller, &name) {
             return Err(CallError::Denied(reason));
         }
@@ -716,6 +724,16 @@ impl Core {
             server: id.to_owned(),
             message,
         }
+    }
+}
+
+/// How much of an unknown tool name is recorded and quoted in errors.
+const MAX_UNKNOWN_NAME: usize = 128;
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
 }
 

@@ -132,10 +132,30 @@ async fn server(
     Ok(Json(body))
 }
 
+/// The hub's scope policy matches raw paths, and axum decodes `%73top` to `stop` only after
+/// it: operating an upstream checks for `admin` again here, on the principal the guard found
+/// (none when authentication is off).
+fn require_admin(principal: Option<&Extension<Principal>>) -> Result<(), ApiError> {
+    match principal {
+        Some(Extension(p)) if p.scope < mcp_core::auth::Scope::Admin => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this needs the admin scope; the credential has {:?}",
+                p.scope
+            )
+            .to_lowercase(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn control(
     Extension(gateway): Extension<Gateway>,
+    principal: Option<Extension<Principal>>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    require_admin(principal.as_ref())?;
     let control = match action.as_str() {
         "start" => Control::Start,
         "stop" => Control::Stop,
@@ -550,8 +570,10 @@ struct AuditParams {
 
 async fn audit(
     Extension(gateway): Extension<Gateway>,
+    principal: Option<Extension<Principal>>,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
+    require_admin(principal.as_ref())?;
     let outcome = params
         .outcome
         .as_deref()

@@ -597,16 +597,7 @@ fn describe(transport: &Transport) -> (&'static str, String) {
         }
         Transport::Http { url, .. } => {
             // Credentials in a URL's user part or query are not shown.
-            let shown = url.split('?').next().unwrap_or(url);
-            let shown = match shown.split_once("://") {
-                Some((scheme, rest)) => match rest.split_once('@') {
-                    Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => {
-                        format!("{scheme}://{host}")
-                    }
-                    _ => shown.to_owned(),
-                },
-                None => shown.to_owned(),
-            };
+            let shown = upstream::redact_url(url);
             ("http", shown)
         }
     }

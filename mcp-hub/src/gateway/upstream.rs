@@ -761,7 +761,7 @@ impl Upstream for HttpUpstream {
             config = config.auth_header(token.clone());
         }
         let transport = counted(
-            StreamableHttpClientTransport::from_config(config),
+            StreamableHttpClientTransport::with_client(http_client()?, config),
             client.handling.clone(),
         );
         match tokio::time::timeout(STARTUP_TIMEOUT, client.serve(transport)).await {
@@ -769,12 +769,47 @@ impl Upstream for HttpUpstream {
                 session,
                 child: None,
             }),
-            Ok(Err(error)) => Err(format!("{url}: {}", mcp_core::retry::error_chain(&error))),
+            Ok(Err(error)) => {
+                // Errors quote the URL; its query or user part may hold a credential.
+                let shown = redact_url(url);
+                let message = mcp_core::retry::error_chain(&error).replace(url.as_str(), &shown);
+                Err(format!("{shown}: {message}"))
+            }
             Err(_) => Err(format!(
-                "{url}: no answer to initialize within {}s",
+                "{}: no answer to initialize within {}s",
+                redact_url(url),
                 STARTUP_TIMEOUT.as_secs()
             )),
         }
+    }
+}
+
+/// The HTTP client of an upstream session. rmcp's default turns connection pooling off (a
+/// reused connection stalls on a delayed ACK without TCP_NODELAY); with TCP_NODELAY on, pooled
+/// connections are what make the gateway cheap: measured, a new connection per call cost the
+/// hub more than the call itself. Redirects are not followed, so credentials never leave for
+/// another address.
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// A URL as status and errors show it: without its query and its user part.
+pub(crate) fn redact_url(url: &str) -> String {
+    let shown = url.split(['?', '#']).next().unwrap_or(url);
+    match shown.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => shown.to_owned(),
     }
 }
 
