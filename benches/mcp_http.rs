@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-};
-
 mod support;
+
+use support::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-tasks");
 
@@ -192,109 +189,4 @@ async fn load(
         elapsed: start.elapsed(),
         histogram,
     })
-}
-
-/// A keep-alive HTTP/1.1 connection that understands `Content-Length` and chunked bodies.
-struct Connection {
-    stream: BufReader<TcpStream>,
-}
-
-impl Connection {
-    async fn open(address: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream: BufReader::new(stream),
-        })
-    }
-
-    /// Opens an MCP session; its id.
-    async fn initialize(&mut self) -> anyhow::Result<String> {
-        let hello = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
-        let (headers, _) = self.exchange("/mcp", None, hello).await?;
-        let session = headers
-            .iter()
-            .find(|(name, _)| name == "mcp-session-id")
-            .map(|(_, value)| value.clone())
-            .context("no mcp-session-id")?;
-        self.exchange(
-            "/mcp",
-            Some(&session),
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        )
-        .await?;
-        Ok(session)
-    }
-
-    async fn request(
-        &mut self,
-        path: &str,
-        session: Option<&str>,
-        body: &str,
-    ) -> anyhow::Result<String> {
-        Ok(self.exchange(path, session, body).await?.1)
-    }
-
-    async fn exchange(
-        &mut self,
-        path: &str,
-        session: Option<&str>,
-        body: &str,
-    ) -> anyhow::Result<(Vec<(String, String)>, String)> {
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(session) = session {
-            request.push_str(&format!(
-                "Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\n"
-            ));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        self.stream.get_mut().write_all(request.as_bytes()).await?;
-
-        let mut status = String::new();
-        self.stream.read_line(&mut status).await?;
-        if !(status.contains(" 200 ") || status.contains(" 201 ") || status.contains(" 202 ")) {
-            bail!("{path}: {status}");
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).await?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_lowercase(), value.trim().to_owned()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let mut body = Vec::new();
-        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            loop {
-                let mut size = String::new();
-                self.stream.read_line(&mut size).await?;
-                let size = usize::from_str_radix(size.trim(), 16)?;
-                let mut chunk = vec![0; size + 2];
-                self.stream.read_exact(&mut chunk).await?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else if let Some(length) = header("content-length") {
-            let mut chunk = vec![0; length.parse()?];
-            self.stream.read_exact(&mut chunk).await?;
-            body = chunk;
-        }
-        Ok((headers, String::from_utf8(body)?))
-    }
 }

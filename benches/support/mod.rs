@@ -1,11 +1,15 @@
-//! What the HTTP benchmarks share: starting a server process and learning the address it bound.
+//! What the HTTP benchmarks share: starting a server process and learning the address it bound,
+//! and a bare keep-alive HTTP/1.1 connection that speaks MCP with as little client cost as can be.
 
 #![allow(dead_code)] // Each benchmark uses part of this.
 
 use std::process::Stdio;
 
-use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use anyhow::{Context, bail};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
 
 /// Where a server announces `address=<host:port>` once it listens.
 #[derive(Debug, Clone, Copy)]
@@ -61,4 +65,170 @@ pub(crate) async fn spawn_serve(
         Announces::OnStderr,
     )
     .await
+}
+
+/// A keep-alive HTTP/1.1 connection that understands `Content-Length` and chunked bodies.
+pub(crate) struct Connection {
+    stream: BufReader<TcpStream>,
+    /// What a Server-Sent Events body has delivered beyond the last event returned.
+    events: String,
+}
+
+impl Connection {
+    pub(crate) async fn open(address: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+            events: String::new(),
+        })
+    }
+
+    /// Opens an MCP session; its id.
+    pub(crate) async fn initialize(&mut self) -> anyhow::Result<String> {
+        let hello = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        let (headers, _) = self.exchange("/mcp", None, hello).await?;
+        let session = headers
+            .iter()
+            .find(|(name, _)| name == "mcp-session-id")
+            .map(|(_, value)| value.clone())
+            .context("no mcp-session-id")?;
+        self.exchange(
+            "/mcp",
+            Some(&session),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await?;
+        Ok(session)
+    }
+
+    pub(crate) async fn request(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<String> {
+        Ok(self.exchange(path, session, body).await?.1)
+    }
+
+    pub(crate) async fn exchange(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<(Vec<(String, String)>, String)> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(session) = session {
+            request.push_str(&format!(
+                "Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\n"
+            ));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+
+        let headers = self.read_head(path, &[" 200 ", " 201 ", " 202 "]).await?;
+        let body = self.read_body(&headers).await?;
+        Ok((headers, body))
+    }
+}
+
+impl Connection {
+    /// `GET path`; the body.
+    pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<String> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let headers = self.read_head(path, &[" 200 "]).await?;
+        self.read_body(&headers).await
+    }
+
+    /// `GET path` of a Server-Sent Events stream; read it with [`Connection::next_event`].
+    pub(crate) async fn open_stream(&mut self, path: &str) -> anyhow::Result<()> {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let headers = self.read_head(path, &[" 200 "]).await?;
+        if !headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+        {
+            bail!("{path}: not a chunked event stream");
+        }
+        Ok(())
+    }
+
+    /// The next event of the stream (its lines, without the blank line that ends it).
+    pub(crate) async fn next_event(&mut self) -> anyhow::Result<String> {
+        loop {
+            if let Some(end) = self.events.find("\n\n") {
+                let event: String = self.events.drain(..end + 2).collect();
+                return Ok(event.trim_end().to_owned());
+            }
+            let mut size = String::new();
+            self.stream.read_line(&mut size).await?;
+            let size = usize::from_str_radix(size.trim(), 16)?;
+            if size == 0 {
+                bail!("the event stream ended");
+            }
+            let mut chunk = vec![0; size + 2];
+            self.stream.read_exact(&mut chunk).await?;
+            self.events
+                .push_str(&String::from_utf8_lossy(&chunk[..size]));
+        }
+    }
+
+    async fn read_head(
+        &mut self,
+        path: &str,
+        statuses: &[&str],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut status = String::new();
+        self.stream.read_line(&mut status).await?;
+        if !statuses.iter().any(|s| status.contains(s)) {
+            bail!("{path}: {status}");
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                return Ok(headers);
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_lowercase(), value.trim().to_owned()));
+            }
+        }
+    }
+
+    async fn read_body(&mut self, headers: &[(String, String)]) -> anyhow::Result<String> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut body = Vec::new();
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                self.stream.read_line(&mut size).await?;
+                let size = usize::from_str_radix(size.trim(), 16)?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(length) = header("content-length") {
+            let mut chunk = vec![0; length.parse()?];
+            self.stream.read_exact(&mut chunk).await?;
+            body = chunk;
+        }
+        Ok(String::from_utf8(body)?)
+    }
 }
