@@ -106,16 +106,31 @@ fn task_uri(id: uuid::Uuid) -> String {
     format!("{URI_PREFIX}{id}")
 }
 
+fn task_filter(id: uuid::Uuid) -> EventFilter {
+    EventFilter::all()
+        .topic(TOPIC)
+        .subject("task_id", [id.to_string()])
+}
+
 /// Forwards one task's events to the peer as `notifications/resources/updated` for `uri` (as
 /// the client spelled it) until the peer goes away. After missed events (`Resync`) it notifies
-/// once and subscribes afresh.
-async fn watch_task(bus: Arc<dyn EventBus>, id: uuid::Uuid, uri: String, peer: Peer<RoleServer>) {
-    let filter = EventFilter::all()
-        .topic(TOPIC)
-        .subject("task_id", [id.to_string()]);
+/// once and subscribes afresh. `first` is subscribed before `resources/subscribe` is answered,
+/// so a change the client makes right after its subscription is acknowledged is not missed.
+async fn watch_task(
+    bus: Arc<dyn EventBus>,
+    id: uuid::Uuid,
+    uri: String,
+    peer: Peer<RoleServer>,
+    first: mcp_core::Subscription,
+) {
+    let mut first = Some(first);
     loop {
-        let Ok(mut events) = bus.subscribe(filter.clone(), None).await else {
-            return;
+        let mut events = match first.take() {
+            Some(events) => events,
+            None => match bus.subscribe(task_filter(id), None).await {
+                Ok(events) => events,
+                Err(_) => return,
+            },
         };
         while let Some(_delivery) = events.recv().await {
             let update = ResourceUpdatedNotificationParam::new(uri.clone());
@@ -227,6 +242,13 @@ impl ServerHandler for TasksServer {
             }
             Err(e) => return Err(storage_failure(&e)),
         }
+        // Subscribed before answering, so nothing after the acknowledgement is missed.
+        let first = self
+            .service
+            .bus()
+            .subscribe(task_filter(id), None)
+            .await
+            .map_err(|e| McpError::internal_error(format!("cannot watch the task: {e}"), None))?;
         let key = task_uri(id);
         let mut watchers = self.watchers.lock();
         if watchers.contains_key(&key) {
@@ -245,6 +267,7 @@ impl ServerHandler for TasksServer {
             id,
             request.uri,
             context.peer,
+            first,
         ));
         watchers.insert(key, watcher.abort_handle());
         Ok(())
