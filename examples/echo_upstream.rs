@@ -12,7 +12,9 @@
 //! notification and `LEVEL message` on stderr), `fail {message}` (an `isError` result),
 //! `crash {code}` (writes `crashing` to stderr and exits without answering), `toggle_extra`
 //! (adds or removes the tool `extra` for every session and sends `tools/list_changed`) and
-//! `whoami` (name and pid). One prompt, `greet {name}`, and one resource, `echo://info`.
+//! `whoami` (name and pid). One prompt, `greet {name}`, and one resource, `echo://info`; getting
+//! the prompt writes `get_prompt greet NAME` to stderr and reading the resource
+//! `read_resource URI`, so a test can tell which requests reached the upstream.
 //! Its own diagnostics go to stderr at `warn` and above, rmcp's at `error` (`ECHO_UPSTREAM_LOG`
 //! overrides, as an `EnvFilter`; `RUST_LOG` is ignored, so a parent's setting does not leak in);
 //! stdout carries only MCP (stdio) or the one address line (HTTP).
@@ -650,6 +652,7 @@ impl ServerHandler for Echo {
             .and_then(|arguments| arguments.get("name"))
             .and_then(|name| name.as_str())
             .ok_or_else(|| McpError::invalid_params("greet needs the argument name", None))?;
+        stderr_line(&format!("get_prompt greet {name}"));
         Ok(GetPromptResult::new(vec![PromptMessage::new_text(
             Role::User,
             format!("Hello, {name}"),
@@ -683,6 +686,7 @@ impl ServerHandler for Echo {
                 Some(json!({ "uri": request.uri })),
             ));
         }
+        stderr_line(&format!("read_resource {INFO_URI}"));
         Ok(ReadResourceResult::new(vec![
             ResourceContents::text(format!("echo upstream {}", self.shared.name), INFO_URI)
                 .with_mime_type("text/plain"),

@@ -617,6 +617,65 @@ async fn an_http_upstream_that_goes_away_is_down_then_healthy_and_calls_resume()
 }
 
 #[tokio::test]
+async fn calls_spread_over_several_http_sessions_keep_their_own_progress() {
+    let (_upstream, url) = http_upstream("127.0.0.1:0").await;
+    let config = format!("[servers.web]\nurl = {url:?}\nsessions = 3\n");
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("web", "healthy").await;
+    // The extra sessions open beside the first one.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, status) = get_json(&address, "/api/servers/web", None).await;
+        if status["sessions"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Each session numbers its progress tokens from 0: six calls at once, over three
+    // sessions, must each get their own progress (total = its own ms) and no one else's.
+    let mut calls = Vec::new();
+    for i in 0..6u64 {
+        let address = address.clone();
+        calls.push(tokio::spawn(async move {
+            let (client, mut notices) = http_client(&address, None).await;
+            let ms = 300 + 10 * i;
+            let mut params = CallToolRequestParams::new("sleep")
+                .with_arguments(json!({ "ms": ms }).as_object().unwrap().clone());
+            let token = ProgressToken(rmcp::model::NumberOrString::String(format!("c{i}").into()));
+            params.meta = Some(RequestMetaObject::with_progress_token(token));
+            let slept = tokio::time::timeout(WAIT, client.call_tool(params))
+                .await
+                .expect("the call answers in time")
+                .unwrap();
+            assert_eq!(slept.is_error, Some(false), "{slept:?}");
+            let mut totals = Vec::new();
+            while let Ok(Some(notice)) =
+                tokio::time::timeout(Duration::from_millis(200), notices.recv()).await
+            {
+                if let Notice::Progress(p) = notice {
+                    totals.push(p.total);
+                }
+            }
+            client.cancel().await.unwrap();
+            (ms, totals)
+        }));
+    }
+    for call in calls {
+        let (ms, totals) = call.await.unwrap();
+        assert!(totals.len() >= 2, "call of {ms} ms got {totals:?}");
+        assert!(
+            totals.iter().all(|t| *t == Some(ms as f64)),
+            "call of {ms} ms got progress of others: {totals:?}"
+        );
+    }
+    gateway.hub.stop().await;
+}
+
+#[tokio::test]
 async fn list_changed_reaches_a_client_within_a_second_and_progress_logs_and_cancellation_pass_through()
  {
     let config = format!(
@@ -813,7 +872,103 @@ async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
     let denied = call(&client, "a__echo", json!({ "text": "x" })).await;
     assert_eq!(denied.is_error, Some(true));
     assert!(text(&denied).contains("key:ci"), "{}", text(&denied));
+
+    // Prompts and resources follow the same rules, by `server__prompt` and `server__<uri>`:
+    // `b__*` gives ci b's prompt, not a's, nor `echo://info`, which a serves. (First, b is
+    // back from admin's `b__crash` above; the events read from now on are checked below.)
+    events.next_state("b", "down").await;
+    events.next_state("b", "healthy").await;
+    let prompts: Vec<String> = client
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(prompts, vec!["b__greet"]);
+    assert!(client.list_all_resources().await.unwrap().is_empty());
+    let greet = |prompt: &str, who: &str| {
+        GetPromptRequestParams::new(prompt)
+            .with_arguments(json!({ "name": who }).as_object().unwrap().clone())
+    };
+    let refused = |error: rmcp::ServiceError| match error {
+        rmcp::ServiceError::McpError(error) => {
+            assert_eq!(
+                error.code,
+                rmcp::model::ErrorCode::INVALID_REQUEST,
+                "{error:?}"
+            );
+            error.message.to_string()
+        }
+        other => panic!("expected an MCP error, got {other}"),
+    };
+    let denied = refused(
+        client
+            .get_prompt(greet("a__greet", "ci"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        denied,
+        "`key:ci` may not get the prompt `a__greet`: no [[access]] rule for it allows this prompt"
+    );
+    let denied = client
+        .read_resource(ReadResourceRequestParams::new("echo://info"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(denied),
+        "`key:ci` may not read `echo://info` (`a__echo://info`): no [[access]] rule for it allows this resource"
+    );
+    let greeting = client.get_prompt(greet("b__greet", "ci")).await.unwrap();
+    assert!(format!("{:?}", greeting.messages).contains("Hello, ci"));
     client.cancel().await.unwrap();
+    // Setting the log level needs an upstream the caller may use.
+    let (client, _) = http_client(&address, viewer).await;
+    #[allow(
+        deprecated,
+        reason = "MCP logging is deprecated by SEP-2577, still in 2025-11-25"
+    )]
+    let denied = client
+        .set_level(rmcp::model::SetLevelRequestParams::new(
+            rmcp::model::LoggingLevel::Debug,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        refused(denied).starts_with("`key:viewer` may not set the log level"),
+        "viewer may use nothing"
+    );
+    client.cancel().await.unwrap();
+    // Admin gets and reads everything. Upstream `a` writes a line for each request it serves:
+    // up to admin's last one, it saw only admin's, so ci's denied ones never reached it.
+    let (client, _) = http_client(&address, admin).await;
+    client.get_prompt(greet("a__greet", "root")).await.unwrap();
+    client
+        .read_resource(ReadResourceRequestParams::new("echo://info"))
+        .await
+        .unwrap();
+    client.get_prompt(greet("a__greet", "last")).await.unwrap();
+    client.cancel().await.unwrap();
+    let mut served = Vec::new();
+    while served.last().map(String::as_str) != Some("get_prompt greet last") {
+        let entry = events
+            .wait_for("log_entry", |l| {
+                let message = l["message"].as_str().unwrap_or_default();
+                l["server"] == "a"
+                    && (message.starts_with("get_prompt") || message.starts_with("read_resource"))
+            })
+            .await;
+        served.push(entry["message"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        served,
+        [
+            "get_prompt greet root",
+            "read_resource echo://info",
+            "get_prompt greet last"
+        ]
+    );
     let (_, listed) = get_json(&address, "/api/tools", reader).await;
     let callable: Vec<&str> = listed["tools"]
         .as_array()

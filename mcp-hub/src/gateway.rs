@@ -43,7 +43,7 @@ pub use registry::{Hidden, SEPARATOR};
 pub use stats::{MetricsReport, SeriesReport, ServerMetrics, ToolMetrics};
 pub use supervisor::{ServerStatus, State};
 
-use access::{AccessPolicy, Decision};
+use access::{AccessPolicy, Decision, Target};
 use audit::{AuditLog, Record};
 use events::Events;
 use logs::LogBook;
@@ -544,18 +544,58 @@ impl Core {
         }
     }
 
+    /// Decides a `tools/call` of `tool`, the exposed name the call was routed by: the rules
+    /// see it and the tool's canonical `server__tool`, from the current catalog. A name the
+    /// catalog lost since the call was routed (a rebuild renamed or removed it in between) is
+    /// denied rather than judged by its exposed name alone, which a rule for the canonical
+    /// name would miss.
     fn decide(&self, caller: &Caller, tool: &str) -> Decision {
-        self.access
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .decide(&caller.name, caller.scope, tool)
+        let catalog = self.catalog();
+        let Some(route) = catalog.tools.get(tool) else {
+            return Decision::Denied {
+                reason: format!(
+                    "`{tool}` left the catalog while the call was routed; list the tools again"
+                ),
+            };
+        };
+        self.check(caller, Target::tool(&route.server, tool, &route.name))
     }
 
-    pub(crate) fn may_see(&self, caller: &Caller, tool: &str) -> bool {
+    /// Decides whether `caller` may use a tool, prompt or resource.
+    pub(crate) fn check(&self, caller: &Caller, target: Target<'_>) -> Decision {
         self.access
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .may_see(&caller.name, caller.scope, tool)
+            .decide(&caller.name, caller.scope, target)
+    }
+
+    /// Whether listings show `target` to `caller`: exactly what it may use.
+    pub(crate) fn may_see(&self, caller: &Caller, target: Target<'_>) -> bool {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .may_see(&caller.name, caller.scope, target)
+    }
+
+    /// Whether `caller` may use anything of upstream `server` the catalog lists: one of its
+    /// tools, prompts, resources or resource templates. Admin may use every upstream.
+    pub(crate) fn may_use_server(&self, caller: &Caller, server: &str) -> bool {
+        if caller.scope >= Scope::Admin {
+            return true;
+        }
+        let catalog = self.catalog();
+        let access = self.access.read().unwrap_or_else(|p| p.into_inner());
+        let may = |target| access.may_see(&caller.name, caller.scope, target);
+        catalog.tools.iter().any(|(name, route)| {
+            route.server == server && may(Target::tool(server, name, &route.name))
+        }) || catalog.prompts.iter().any(|(name, route)| {
+            route.server == server && may(Target::prompt(server, name, &route.name))
+        }) || catalog
+            .resources
+            .values()
+            .map(|route| (&route.server, &route.name))
+            .chain(catalog.templates.iter().map(|r| (&r.server, &r.name)))
+            .any(|(owner, uri)| owner == server && may(Target::resource(server, uri)))
     }
 
     /// Routes one `tools/call`: access check, upstream lookup, per-call timeout, progress
@@ -627,7 +667,7 @@ impl Core {
         let Some(server) = self.server(&route.server) else {
             return Err(CallError::UnknownTool(name));
         };
-        let Some(peer) = server.peer() else {
+        let Some((lane, peer)) = server.call_peer() else {
             let status = server.status();
             return Err(CallError::Unavailable {
                 server: route.server,
@@ -655,7 +695,7 @@ impl Core {
             }
         };
         if let Some(guard) = &mut route_guard {
-            guard.progress_token(&handle.progress_token).await;
+            guard.progress_token(lane, &handle.progress_token).await;
         }
         let answered = tokio::select! {
             answered = tokio::time::timeout(timeout, &mut handle.rx) => answered,

@@ -128,7 +128,17 @@ pub struct UpstreamConfig {
     pub health: HealthConfig,
     /// This server's call timeout (its override, else the global one).
     pub call_timeout: Duration,
+    /// How many sessions the gateway opens to it for `tools/call` (`sessions`): one for a
+    /// stdio server (its process), [`DEFAULT_HTTP_SESSIONS`] for a Streamable HTTP one (an
+    /// rmcp server, for one, handles one session's messages in turn). Set `sessions = 1` for
+    /// an upstream that keeps state per session.
+    pub sessions: usize,
 }
+
+/// Sessions opened to a Streamable HTTP upstream unless `sessions` says otherwise.
+pub const DEFAULT_HTTP_SESSIONS: usize = 4;
+/// The most sessions one upstream may be given.
+pub const MAX_SESSIONS: usize = 32;
 
 /// How the gateway reaches an upstream. `Debug` hides the values of `env`, `headers` and
 /// `bearer_token`, which usually hold secrets.
@@ -219,8 +229,8 @@ impl ToolFilter {
     }
 }
 
-/// One `[[access]]` rule: glob patterns over principals and over the namespaced tool names the
-/// clients see.
+/// One `[[access]]` rule: glob patterns over principals and over the names of tools, prompts
+/// and resources (the names clients see, and the canonical `server__name`; see `access.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccessRule {
     /// `key:<name>`, `jwt:<sub>` or `anonymous`, as patterns; never empty.
@@ -627,6 +637,7 @@ const SERVER_KEYS: &[&str] = &[
     "health_interval",
     "health_timeout",
     "call_timeout",
+    "sessions",
 ];
 const FILTER_KEYS: &[&str] = &["allow", "deny"];
 const ACCESS_KEYS: &[&str] = &["principals", "allow", "deny"];
@@ -852,7 +863,19 @@ fn parse_server(
     let health_interval = table.take_duration("health_interval")?;
     let health_timeout = table.take_duration("health_timeout")?;
     let call_timeout = table.take_duration("call_timeout")?;
+    let sessions: Option<i64> = table.take("sessions")?;
     table.finish(unknown, SERVER_KEYS)?;
+    let sessions = match sessions {
+        None => None,
+        Some(n) if (1..=MAX_SESSIONS as i64).contains(&n) => Some(n as usize),
+        Some(n) => {
+            return Err(ctx.err(
+                at,
+                "sessions",
+                format!("{n} is out of range; expected 1 to {MAX_SESSIONS}"),
+            ));
+        }
+    };
 
     let transport = match (kind.as_deref(), command, url) {
         (Some("sse"), _, _) => return Err(ctx.err(at, "type", SSE_UNSUPPORTED)),
@@ -893,6 +916,14 @@ fn parse_server(
                 ("bearer_token", bearer_token.is_some()),
             ];
             reject_foreign(ctx, at, unknown, &only_http, "url")?;
+            if sessions.is_some_and(|n| n > 1) {
+                return Err(ctx.err(
+                    at,
+                    "sessions",
+                    "a stdio server has one session, its process; `sessions` is for Streamable \
+                     HTTP servers",
+                ));
+            }
             stdio_transport(ctx, id, command, args, env, cwd)?
         }
         (_, None, Some(url)) => {
@@ -924,7 +955,6 @@ fn parse_server(
     };
     Ok(UpstreamConfig {
         id: id.to_owned(),
-        transport,
         enabled,
         tools,
         health: HealthConfig {
@@ -932,6 +962,11 @@ fn parse_server(
             timeout: health_timeout.unwrap_or(global.health.timeout),
         },
         call_timeout: call_timeout.unwrap_or(global.call_timeout),
+        sessions: sessions.unwrap_or(match transport {
+            Transport::Stdio { .. } => 1,
+            Transport::Http { .. } => DEFAULT_HTTP_SESSIONS,
+        }),
+        transport,
     })
 }
 
@@ -1531,6 +1566,28 @@ deny = []
             "{error}"
         );
         assert!(error.contains("unknown unit"), "{error}");
+    }
+
+    #[test]
+    fn sessions_default_by_transport_and_are_bounded() {
+        let config = toml(
+            "[servers.a]\ncommand = \"a\"\n[servers.b]\nurl = \"http://127.0.0.1:1/mcp\"\n\
+             [servers.c]\nurl = \"http://127.0.0.1:2/mcp\"\nsessions = 1\n",
+        )
+        .unwrap();
+        let sessions: Vec<_> = config.servers.iter().map(|s| s.sessions).collect();
+        assert_eq!(sessions, [1, DEFAULT_HTTP_SESSIONS, 1]);
+        for bad in ["0", "-1", "33", "\"4\""] {
+            let error = message(toml(&format!(
+                "[servers.b]\nurl = \"http://127.0.0.1:1/mcp\"\nsessions = {bad}"
+            )));
+            assert!(
+                error.starts_with("hub.toml: server `b`: sessions: "),
+                "{bad}: {error}"
+            );
+        }
+        let error = message(toml("[servers.a]\ncommand = \"a\"\nsessions = 2"));
+        assert!(error.contains("one session, its process"), "{error}");
     }
 
     #[test]

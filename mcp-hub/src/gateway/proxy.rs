@@ -20,7 +20,10 @@ use rmcp::{
     service::{NotificationContext, RequestContext},
 };
 
-use super::{CallError, Caller, Core, Downstream};
+use super::{
+    CallError, Caller, Core, Downstream,
+    access::{Decision, Target},
+};
 
 const INSTRUCTIONS: &str = "Switchboard hub: the tools, prompts and resources of several MCP \
 servers in one place. A tool named `server__tool` belongs to that upstream server; a call to an \
@@ -67,6 +70,15 @@ fn upstream_error(server: &str, error: &rmcp::ServiceError) -> McpError {
 }
 
 impl GatewayServer {
+    /// The id of the upstream that serves `uri`.
+    fn resource_owner(&self, uri: &str) -> Result<String, McpError> {
+        self.core
+            .catalog()
+            .resource_server(uri)
+            .map(str::to_owned)
+            .ok_or_else(|| McpError::resource_not_found(format!("no upstream serves {uri}"), None))
+    }
+
     fn resource_upstream(
         &self,
         uri: &str,
@@ -77,13 +89,32 @@ impl GatewayServer {
         ),
         McpError,
     > {
-        let catalog = self.core.catalog();
-        let id = catalog.resource_server(uri).ok_or_else(|| {
-            McpError::resource_not_found(format!("no upstream serves {uri}"), None)
-        })?;
+        self.connected(&self.resource_owner(uri)?)
+    }
+
+    /// Upstream `id` and its session.
+    fn connected(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            Arc<super::supervisor::Supervised>,
+            rmcp::Peer<rmcp::RoleClient>,
+        ),
+        McpError,
+    > {
         let server = self.core.server(id).ok_or_else(|| unavailable(id))?;
         let peer = server.peer().ok_or_else(|| unavailable(id))?;
         Ok((server, peer))
+    }
+
+    /// The access check of a request for a prompt or resource: a denied one is answered with
+    /// the reason (an invalid request) and never reaches the upstream.
+    fn allow(&self, caller: &Caller, target: Target<'_>) -> Result<(), McpError> {
+        match self.core.check(caller, target) {
+            Decision::Allowed => Ok(()),
+            Decision::Denied { reason } => Err(McpError::invalid_request(reason, None)),
+        }
     }
 }
 
@@ -134,7 +165,10 @@ impl ServerHandler for GatewayServer {
         let tools = catalog
             .tools
             .iter()
-            .filter(|(name, _)| self.core.may_see(&caller, name))
+            .filter(|(name, route)| {
+                self.core
+                    .may_see(&caller, Target::tool(&route.server, name, &route.name))
+            })
             .map(|(_, route)| route.item.clone())
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -172,18 +206,24 @@ impl ServerHandler for GatewayServer {
         }
     }
 
+    /// Like `tools/list`, only what the caller may get.
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         self.core.settle_at_start().await;
+        let caller = caller(&context);
         let prompts = self
             .core
             .catalog()
             .prompts
-            .values()
-            .map(|route| route.item.clone())
+            .iter()
+            .filter(|(name, route)| {
+                self.core
+                    .may_see(&caller, Target::prompt(&route.server, name, &route.name))
+            })
+            .map(|(_, route)| route.item.clone())
             .collect();
         Ok(ListPromptsResult::with_all_items(prompts))
     }
@@ -199,6 +239,10 @@ impl ServerHandler for GatewayServer {
                 None,
             ));
         };
+        self.allow(
+            &caller(&context),
+            Target::prompt(&route.server, &request.name, &route.name),
+        )?;
         let peer = self
             .core
             .server(&route.server)
@@ -211,32 +255,44 @@ impl ServerHandler for GatewayServer {
         }
     }
 
+    /// Like `tools/list`, only what the caller may read.
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.core.settle_at_start().await;
+        let caller = caller(&context);
         let resources = self
             .core
             .catalog()
             .resources
             .values()
+            .filter(|route| {
+                self.core
+                    .may_see(&caller, Target::resource(&route.server, &route.name))
+            })
             .map(|route| route.item.clone())
             .collect();
         Ok(ListResourcesResult::with_all_items(resources))
     }
 
+    /// The templates the caller may read through, by their URI templates.
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        let caller = caller(&context);
         let templates = self
             .core
             .catalog()
             .templates
             .iter()
+            .filter(|route| {
+                self.core
+                    .may_see(&caller, Target::resource(&route.server, &route.name))
+            })
             .map(|route| route.item.clone())
             .collect();
         Ok(ListResourceTemplatesResult::with_all_items(templates))
@@ -247,32 +303,26 @@ impl ServerHandler for GatewayServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let catalog = self.core.catalog();
-        let Some(server) = catalog.resource_server(&request.uri) else {
-            return Err(McpError::resource_not_found(
-                format!("no upstream serves {}", request.uri),
-                None,
-            ));
-        };
-        let peer = self
-            .core
-            .server(server)
-            .and_then(|s| s.peer())
-            .ok_or_else(|| unavailable(server))?;
+        let owner = self.resource_owner(&request.uri)?;
+        self.allow(&caller(&context), Target::resource(&owner, &request.uri))?;
+        let (server, peer) = self.connected(&owner)?;
         tokio::select! {
-            answer = peer.read_resource_once(request) => answer.map_err(|e| upstream_error(server, &e)),
+            answer = peer.read_resource_once(request) => answer.map_err(|e| upstream_error(&server.id, &e)),
             () = context.ct.cancelled() => Err(McpError::internal_error("cancelled", None)),
         }
     }
 
     /// Subscriptions go to the upstream that serves the URI (once, however many clients
-    /// subscribe); its updates come back to every subscribed client.
+    /// subscribe); its updates come back to every subscribed client. Subscribing needs the
+    /// access a read needs.
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let (server, peer) = self.resource_upstream(&request.uri)?;
+        let owner = self.resource_owner(&request.uri)?;
+        self.allow(&caller(&context), Target::resource(&owner, &request.uri))?;
+        let (server, peer) = self.connected(&owner)?;
         if self
             .core
             .relay
@@ -287,6 +337,8 @@ impl ServerHandler for GatewayServer {
         Ok(())
     }
 
+    /// Not checked: it only drops this session's own subscription (the upstream hears of it
+    /// when no session is left), so a caller whose access was taken away can still end one.
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
@@ -305,27 +357,40 @@ impl ServerHandler for GatewayServer {
         Ok(())
     }
 
-    /// Completions go to the upstream of the prompt (under its own name) or resource template.
+    /// Completions go to the upstream of the prompt (under its own name) or resource template,
+    /// for a caller who may get that prompt or read that resource.
     async fn complete(
         &self,
         mut request: CompleteRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        let caller = caller(&context);
         let catalog = self.core.catalog();
         let server = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let route = catalog.prompts.get(&prompt.name).ok_or_else(|| {
                     McpError::invalid_params(format!("no prompt is called {}", prompt.name), None)
                 })?;
+                self.allow(
+                    &caller,
+                    Target::prompt(&route.server, &prompt.name, &route.name),
+                )?;
                 prompt.name.clone_from(&route.name);
                 route.server.clone()
             }
-            Reference::Resource(resource) => catalog
-                .resource_server(&resource.uri)
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    McpError::invalid_params(format!("no upstream serves {}", resource.uri), None)
-                })?,
+            Reference::Resource(resource) => {
+                let server = catalog
+                    .resource_server(&resource.uri)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        McpError::invalid_params(
+                            format!("no upstream serves {}", resource.uri),
+                            None,
+                        )
+                    })?;
+                self.allow(&caller, Target::resource(&server, &resource.uri))?;
+                server
+            }
             _ => return Ok(CompleteResult::default()),
         };
         let peer = self
@@ -338,17 +403,41 @@ impl ServerHandler for GatewayServer {
             .map_err(|e| upstream_error(&server, &e))
     }
 
-    /// The level applies to every upstream that accepts it (best effort: an upstream without
-    /// logging ignores it).
+    /// Sets the level on every upstream the caller may use (see [`Core::may_use_server`];
+    /// admin: every upstream), best effort: an upstream without logging ignores it. A caller
+    /// who may use none of the configured upstreams is refused.
+    ///
+    /// The level is not per client: the gateway's session with an upstream is shared by
+    /// every client, so the level set last is what that upstream sends to all of them (log
+    /// messages go to every client with a call in flight on it). Making it per client would
+    /// mean filtering log messages per downstream session in the relay instead of passing
+    /// the level on; until then, a client can change only the upstreams it may use.
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        for server in self.core.servers_snapshot() {
-            if let Some(peer) = server.peer() {
-                let _ = peer.set_level(request.clone()).await;
-            }
+        // What a caller may use is read from the catalog, which upstreams that are still
+        // starting have not filled yet.
+        self.core.settle_at_start().await;
+        let caller = caller(&context);
+        let all = self.core.servers_snapshot();
+        let configured = !all.is_empty();
+        let servers: Vec<_> = all
+            .into_iter()
+            .filter(|server| self.core.may_use_server(&caller, &server.id))
+            .collect();
+        if configured && servers.is_empty() {
+            return Err(McpError::invalid_request(
+                format!(
+                    "`{}` may not set the log level: it may use no upstream's tools, prompts or resources",
+                    caller.name
+                ),
+                None,
+            ));
+        }
+        for server in servers {
+            server.set_log_level(request.level).await;
         }
         Ok(())
     }

@@ -85,7 +85,8 @@ impl Catalog {
 }
 
 /// Builds the catalog. Servers are taken in id order; within one name, the server with the
-/// smaller id wins when names still clash after prefixing.
+/// smaller id wins when names still clash after prefixing (and within one server, the first
+/// of two items it lists under one name).
 pub(crate) fn build(contributions: &[Contribution<'_>], mode: PrefixMode) -> Catalog {
     let mut contributions: Vec<&Contribution<'_>> = contributions.iter().collect();
     contributions.sort_by(|a, b| a.server.cmp(b.server));
@@ -202,17 +203,27 @@ fn bare_name_counts<'a>(
     seen.into_iter().map(|(name, s)| (name, s.len())).collect()
 }
 
+/// The name clients see for the tool or prompt `name` of `server`.
+///
+/// A name that itself holds the separator is always prefixed, whatever the mode: shown bare,
+/// `b__x` of server `a` would pass for the tool `x` of server `b` (to clients, and to access
+/// rules written for `b__*`), and could take that name from it. Prefixed, it is `a__b__x`, in
+/// `a`'s own part of the name space. Bare names then never hold the separator and prefixed
+/// ones always do, so the two cannot clash; prefixed names can clash only through odd ids
+/// (`a` with `_x` and `a_` with `x` are both `a___x`), and then the smaller id wins, as for
+/// every clash.
 fn exposed_name(
     mode: PrefixMode,
     server: &str,
     name: &str,
     counts: &BTreeMap<&str, usize>,
 ) -> String {
-    let prefixed = match mode {
-        PrefixMode::Always => true,
-        PrefixMode::Never => false,
-        PrefixMode::Conditional => counts.get(name).copied().unwrap_or(0) > 1,
-    };
+    let prefixed = name.contains(SEPARATOR)
+        || match mode {
+            PrefixMode::Always => true,
+            PrefixMode::Never => false,
+            PrefixMode::Conditional => counts.get(name).copied().unwrap_or(0) > 1,
+        };
     if prefixed {
         format!("{server}{SEPARATOR}{name}")
     } else {
@@ -327,38 +338,96 @@ mod tests {
         );
     }
 
+    /// The contributions in both orders, to check that arrival order changes nothing.
+    fn both_orders<'a>(
+        first: (&'a str, &'a Listing),
+        second: (&'a str, &'a Listing),
+        filter: &'a ToolFilter,
+    ) -> [[Contribution<'a>; 2]; 2] {
+        let make = |(server, listing): (&'a str, &'a Listing)| Contribution {
+            server,
+            listing,
+            filter,
+        };
+        [[make(first), make(second)], [make(second), make(first)]]
+    }
+
     #[test]
-    fn a_prefixed_name_that_still_clashes_is_hidden_deterministically() {
-        // Server `a` has a tool literally called `b__x`; server `b` has `x`, always prefixed.
+    fn a_bare_name_holding_the_separator_is_always_prefixed() {
+        // Server `a` has a tool literally called `b__x`; server `b` has `x`. Shown bare, `a`'s
+        // tool would pass for `b`'s `x`, and take its name once that is prefixed.
         let all = ToolFilter::default();
-        let (a, b) = (listing(&["b__x"]), listing(&["x"]));
-        for order in [[0, 1], [1, 0]] {
-            let both = [
-                Contribution {
-                    server: "a",
-                    listing: &a,
-                    filter: &all,
-                },
-                Contribution {
-                    server: "b",
-                    listing: &b,
-                    filter: &all,
-                },
-            ];
-            let contributions = [&both[order[0]], &both[order[1]]].map(|c| Contribution {
-                server: c.server,
-                listing: c.listing,
-                filter: c.filter,
-            });
-            let catalog = build(&contributions, PrefixMode::Always);
+        let mut a = listing(&["b__x", "y"]);
+        a.prompts = vec![Prompt::new("b__p", None::<String>, None)];
+        let b = listing(&["x"]);
+        for contributions in both_orders(("a", &a), ("b", &b), &all) {
+            let always = build(&contributions, PrefixMode::Always);
             assert_eq!(
-                names(&catalog),
-                vec![triple("a__b__x", "a", "b__x"), triple("b__x", "b", "x")]
+                names(&always),
+                vec![
+                    triple("a__b__x", "a", "b__x"),
+                    triple("a__y", "a", "y"),
+                    triple("b__x", "b", "x"),
+                ]
             );
-            let never = build(&contributions, PrefixMode::Never);
+            for mode in [PrefixMode::Never, PrefixMode::Conditional] {
+                let catalog = build(&contributions, mode);
+                assert_eq!(
+                    names(&catalog),
+                    vec![
+                        triple("a__b__x", "a", "b__x"),
+                        triple("x", "b", "x"),
+                        triple("y", "a", "y"),
+                    ],
+                    "{mode:?}"
+                );
+                assert!(catalog.hidden.is_empty(), "{:?}", catalog.hidden);
+                // Prompts are named by the same rule.
+                assert_eq!(
+                    catalog.prompts.keys().collect::<Vec<_>>(),
+                    vec!["a__b__p"],
+                    "{mode:?}"
+                );
+                assert_eq!(catalog.prompts["a__b__p"].name, "b__p");
+            }
+        }
+        // When a third server also has `x`, `b`'s is `b__x`, and stays `b`'s.
+        let c = listing(&["x"]);
+        let contributions =
+            [("a", &a), ("b", &b), ("c", &c)].map(|(server, listing)| Contribution {
+                server,
+                listing,
+                filter: &all,
+            });
+        let catalog = build(&contributions, PrefixMode::Conditional);
+        assert_eq!(
+            names(&catalog),
+            vec![
+                triple("a__b__x", "a", "b__x"),
+                triple("b__x", "b", "x"),
+                triple("c__x", "c", "x"),
+                triple("y", "a", "y"),
+            ]
+        );
+        assert!(catalog.hidden.is_empty(), "{:?}", catalog.hidden);
+    }
+
+    #[test]
+    fn a_prefixed_name_that_still_clashes_goes_to_the_smaller_id_in_any_order() {
+        // `a` + `_x` and `a_` + `x` are both `a___x` once prefixed.
+        let all = ToolFilter::default();
+        let (a, a_) = (listing(&["_x"]), listing(&["x"]));
+        for contributions in both_orders(("a_", &a_), ("a", &a), &all) {
+            let catalog = build(&contributions, PrefixMode::Always);
+            assert_eq!(names(&catalog), vec![triple("a___x", "a", "_x")]);
             assert_eq!(
-                names(&never),
-                vec![triple("b__x", "a", "b__x"), triple("x", "b", "x")]
+                catalog.hidden,
+                vec![Hidden {
+                    server: "a_".to_owned(),
+                    kind: "tool",
+                    name: "x".to_owned(),
+                    reason: "the name a___x is taken by server a".to_owned(),
+                }]
             );
         }
     }

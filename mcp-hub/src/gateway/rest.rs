@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use super::{
     CallError, Caller, GATEWAY_TOPIC, Gateway, State,
+    access::Target,
     audit::{AuditQuery, Outcome},
     logs::{LogLevel, LogQuery},
     supervisor::Control,
@@ -196,7 +197,11 @@ async fn list_tools(
             if let Value::Object(map) = &mut tool {
                 map.insert(
                     "callable".to_owned(),
-                    json!(gateway.core.may_see(&caller, name)),
+                    json!(
+                        gateway
+                            .core
+                            .may_see(&caller, Target::tool(&route.server, name, &route.name))
+                    ),
                 );
             }
             tool

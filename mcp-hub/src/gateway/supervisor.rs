@@ -7,6 +7,9 @@
 //! while it restarts (in `conditional` prefix mode a name would otherwise flip between `echo`
 //! and `a__echo`), and a call to it fails at once saying it is down.
 
+// MCP logging is deprecated (SEP-2577), but 2025-11-25 servers still speak logging/setLevel.
+#![allow(deprecated)]
+
 use std::{
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
@@ -75,6 +78,8 @@ pub struct ServerStatus {
     pub server_info: Option<String>,
     /// How many of its tools the catalog exposes.
     pub tools: usize,
+    /// How many sessions to it are open (calls are spread over them).
+    pub sessions: usize,
 }
 
 /// What an operator asks of an upstream.
@@ -91,6 +96,13 @@ pub(crate) struct Supervised {
     pub(crate) config: UpstreamConfig,
     status: Mutex<ServerStatus>,
     peer: RwLock<Option<Peer<RoleClient>>>,
+    /// The sessions `tools/call` goes out on, by lane: the primary session (lane 0) and the
+    /// extra ones that are open (see [`UpstreamConfig::sessions`]).
+    lanes: RwLock<Vec<(u32, Peer<RoleClient>)>>,
+    next_lane: std::sync::atomic::AtomicUsize,
+    /// The log level a client last asked of this upstream, given again to every session that
+    /// opens (a restart, an extra session).
+    log_level: Mutex<Option<rmcp::model::LoggingLevel>>,
     listing: RwLock<Listing>,
     control: mpsc::Sender<Control>,
     changed: Arc<Notify>,
@@ -137,9 +149,13 @@ impl Supervised {
                 latency_ms: None,
                 server_info: None,
                 tools: 0,
+                sessions: 0,
             }),
             config,
             peer: RwLock::new(None),
+            lanes: RwLock::new(Vec::new()),
+            next_lane: Default::default(),
+            log_level: Mutex::new(None),
             listing: RwLock::new(Listing::default()),
             control,
             changed: Arc::new(Notify::new()),
@@ -157,10 +173,14 @@ impl Supervised {
     }
 
     pub(crate) fn status(&self) -> ServerStatus {
-        self.status
+        let sessions = self.lanes.read().unwrap_or_else(|p| p.into_inner()).len();
+        let mut status = self
+            .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        status.sessions = sessions;
+        status
     }
 
     pub(crate) fn state(&self) -> State {
@@ -169,6 +189,54 @@ impl Supervised {
 
     pub(crate) fn peer(&self) -> Option<Peer<RoleClient>> {
         self.peer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A session to send a call on, and its lane: the open sessions in turn.
+    pub(crate) fn call_peer(&self) -> Option<(u32, Peer<RoleClient>)> {
+        let lanes = self.lanes.read().unwrap_or_else(|p| p.into_inner());
+        if lanes.is_empty() {
+            return None;
+        }
+        let next = self
+            .next_lane
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(lanes[next % lanes.len()].clone())
+    }
+
+    /// Sets the upstream's log level on every open session, and remembers it for the
+    /// sessions opened later.
+    pub(crate) async fn set_log_level(&self, level: rmcp::model::LoggingLevel) {
+        *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+        let peers: Vec<_> = self
+            .lanes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, peer)| peer.clone())
+            .collect();
+        for peer in peers {
+            self.give_log_level(&peer).await;
+        }
+    }
+
+    /// Tells a session the remembered log level, if a client set one.
+    async fn give_log_level(&self, peer: &Peer<RoleClient>) {
+        let level = *self.log_level.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(level) = level {
+            let request = rmcp::model::SetLevelRequestParams::new(level);
+            let _ = tokio::time::timeout(self.config.health.timeout, peer.set_level(request)).await;
+        }
+    }
+
+    fn client(&self, core: &Core, lane: u32) -> UpstreamClient {
+        UpstreamClient {
+            server: self.id.clone(),
+            lane,
+            logs: core.logs.clone(),
+            relay: core.relay.clone(),
+            changed: self.changed.clone(),
+            handling: self.handling.clone(),
+        }
     }
 
     pub(crate) fn listing(&self) -> Listing {
@@ -218,6 +286,7 @@ impl Supervised {
     }
 
     async fn set_state(&self, core: &Core, state: State, error: Option<String>) {
+        let sessions = self.lanes.read().unwrap_or_else(|p| p.into_inner()).len();
         let status = {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             let error_changed = error.is_some() && status.last_error != error;
@@ -234,6 +303,7 @@ impl Supervised {
             if !matches!(state, State::Healthy | State::Degraded) {
                 status.latency_ms = None;
             }
+            status.sessions = sessions;
             status.clone()
         };
         core.announce_status(&status).await;
@@ -274,13 +344,7 @@ impl Supervised {
             opened_before = true;
             self.set_state(&core, State::Starting, None).await;
             let upstream = upstream::for_transport(&self.config.transport);
-            let client = UpstreamClient {
-                server: self.id.clone(),
-                logs: core.logs.clone(),
-                relay: core.relay.clone(),
-                changed: self.changed.clone(),
-                handling: self.handling.clone(),
-            };
+            let client = self.client(&core, 0);
             let connected = tokio::select! {
                 connected = upstream.connect(client) => connected,
                 () = self.stop.cancelled() => return,
@@ -344,7 +408,7 @@ impl Supervised {
 
     /// Runs one open session until it ends, then closes it and reaps the child.
     async fn serve(
-        &self,
+        self: &Arc<Self>,
         core: &Arc<Core>,
         connection: Connection,
         control: &mut mpsc::Receiver<Control>,
@@ -355,6 +419,9 @@ impl Supervised {
         let mut ended = std::pin::pin!(session.waiting());
         let mut session_done = false;
         let health = self.config.health;
+        // The extra sessions live as long as this one.
+        let pool = self.stop.child_token();
+        let _pool_guard = pool.clone().drop_guard();
 
         let end = 'session: {
             let listing = match tokio::time::timeout(
@@ -394,7 +461,18 @@ impl Supervised {
                     .await;
                 }
             }
+            self.give_log_level(&peer).await;
             *self.peer.write().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
+            *self.lanes.write().unwrap_or_else(|p| p.into_inner()) = vec![(0, peer.clone())];
+            for lane in 1..self.config.sessions {
+                let stop = pool.child_token();
+                let lane = u32::try_from(lane).unwrap_or(u32::MAX);
+                let task = self.clone();
+                let core = core.clone();
+                core.tasks
+                    .clone()
+                    .spawn(async move { task.lane(&core, lane, stop).await });
+            }
             *self.listing.write().unwrap_or_else(|p| p.into_inner()) = listing;
             core.rebuild().await;
             self.note(
@@ -455,7 +533,13 @@ impl Supervised {
         };
 
         *self.peer.write().unwrap_or_else(|p| p.into_inner()) = None;
+        // A lane checks its token under this lock before it joins.
+        pool.cancel();
         closer.cancel();
+        self.lanes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if !session_done {
             let _ = tokio::time::timeout(EXIT_GRACE, &mut ended).await;
         }
@@ -464,6 +548,73 @@ impl Supervised {
         }
         self.status.lock().unwrap_or_else(|p| p.into_inner()).pid = None;
         end
+    }
+
+    /// Keeps one extra session open while the primary one lives; it carries calls only.
+    async fn lane(&self, core: &Arc<Core>, lane: u32, stop: CancellationToken) {
+        let mut attempt: u32 = 0;
+        loop {
+            let upstream = upstream::for_transport(&self.config.transport);
+            let connected = tokio::select! {
+                connected = upstream.connect(self.client(core, lane)) => connected,
+                () = stop.cancelled() => return,
+            };
+            match connected {
+                Ok(Connection { session, child }) => {
+                    let closer = session.cancellation_token();
+                    self.give_log_level(session.peer()).await;
+                    {
+                        let mut lanes = self.lanes.write().unwrap_or_else(|p| p.into_inner());
+                        if !stop.is_cancelled() {
+                            lanes.push((lane, session.peer().clone()));
+                        }
+                    }
+                    let mut ended = std::pin::pin!(session.waiting());
+                    let gone = tokio::select! {
+                        _ = &mut ended => true,
+                        () = stop.cancelled() => false,
+                    };
+                    self.lanes
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|(l, _)| *l != lane);
+                    if !gone {
+                        closer.cancel();
+                        let _ = tokio::time::timeout(EXIT_GRACE, &mut ended).await;
+                    }
+                    if let Some(child) = child {
+                        child.stop(EXIT_GRACE).await;
+                    }
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    attempt = 0;
+                    self.note(
+                        core,
+                        LogLevel::Warning,
+                        format!("extra session {lane} ended; opening it again"),
+                    )
+                    .await;
+                }
+                Err(error) => {
+                    if attempt == 0 {
+                        self.note(
+                            core,
+                            LogLevel::Warning,
+                            format!("opening extra session {lane} failed: {error}"),
+                        )
+                        .await;
+                    }
+                }
+            }
+            attempt = attempt.saturating_add(1);
+            let restart = core.settings().restart;
+            let wait = mcp_core::retry::backoff(restart.initial, attempt, restart.max);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => return,
+            }
+        }
     }
 
     /// One health probe; `Some` when the session should be given up.

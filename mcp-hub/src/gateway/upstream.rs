@@ -127,6 +127,9 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
     pub(crate) server: Arc<str>,
+    /// Which of the upstream's sessions this is (0 is the one that lists and subscribes);
+    /// each session numbers its progress tokens from 0, so routes are keyed by it too.
+    pub(crate) lane: u32,
     pub(crate) logs: Arc<LogBook>,
     pub(crate) relay: Arc<ProgressRelay>,
     /// Woken when the upstream says its tools, prompts or resources changed.
@@ -314,7 +317,7 @@ impl ClientHandler for UpstreamClient {
         _context: NotificationContext<RoleClient>,
     ) {
         let _busy = self.handling.enter();
-        self.relay.forward(&self.server, params).await;
+        self.relay.forward(&self.server, self.lane, params).await;
     }
 
     async fn on_logging_message(
@@ -399,8 +402,8 @@ pub(crate) struct RouteGuard {
 impl RouteGuard {
     /// Adds the progress token rmcp gave the upstream request (known once it is sent), and
     /// forwards what progress already came for it.
-    pub(crate) async fn progress_token(&mut self, upstream_token: &ProgressToken) {
-        let key = (self.keys[0].0.clone(), token_key(upstream_token));
+    pub(crate) async fn progress_token(&mut self, lane: u32, upstream_token: &ProgressToken) {
+        let key = (self.keys[0].0.clone(), token_key(lane, upstream_token));
         let early = {
             let mut routes = self.relay.lock();
             let Some(route) = routes.get(&self.keys[0]).cloned() else {
@@ -430,10 +433,10 @@ impl Drop for RouteGuard {
     }
 }
 
-fn token_key(token: &ProgressToken) -> String {
+fn token_key(lane: u32, token: &ProgressToken) -> String {
     match &token.0 {
-        NumberOrString::Number(n) => format!("n:{n}"),
-        NumberOrString::String(s) => format!("s:{s}"),
+        NumberOrString::Number(n) => format!("{lane}/n:{n}"),
+        NumberOrString::String(s) => format!("{lane}/s:{s}"),
     }
 }
 
@@ -472,8 +475,8 @@ impl ProgressRelay {
         }
     }
 
-    async fn forward(&self, server: &Arc<str>, params: ProgressNotificationParam) {
-        let key = (server.clone(), token_key(&params.progress_token));
+    async fn forward(&self, server: &Arc<str>, lane: u32, params: ProgressNotificationParam) {
+        let key = (server.clone(), token_key(lane, &params.progress_token));
         let route = {
             let routes = self.lock();
             let route = routes.get(&key).cloned();
