@@ -616,6 +616,53 @@ async fn an_http_upstream_that_goes_away_is_down_then_healthy_and_calls_resume()
     gateway.hub.stop().await;
 }
 
+/// Whether a process runs: gone and zombie (killed, not yet reaped by init) both count as not.
+fn runs(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn what_a_stdio_upstream_started_is_stopped_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("helper.pid");
+    // A wrapper script's background helper, in the server's process group.
+    let script = format!(
+        "sleep 300 & echo $! > {pidfile}; exec {echo} stdio --name w",
+        pidfile = pidfile.display(),
+        echo = echo_upstream().display()
+    );
+    let config = format!("[servers.w]\ncommand = \"sh\"\nargs = [\"-c\", {script:?}]\n");
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("w", "healthy").await;
+    let helper = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    assert!(
+        runs(&helper),
+        "the helper {helper} should run while the server does"
+    );
+
+    let (status, body) = post_json(&address, "/api/servers/w/stop", None, json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    events.wait_state("w", "stopped").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runs(&helper) {
+        assert!(
+            Instant::now() < deadline,
+            "the helper {helper} outlived its server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gateway.hub.stop().await;
+}
+
 #[tokio::test]
 async fn calls_spread_over_several_http_sessions_keep_their_own_progress() {
     let (_upstream, url) = http_upstream("127.0.0.1:0").await;

@@ -72,6 +72,9 @@ pub(crate) struct Connection {
 /// [`OwnedChild::exited`] reap it.
 pub(crate) struct OwnedChild {
     child: Child,
+    /// Its pid, which is its process group's id, kept after it is reaped: what it started
+    /// may still run.
+    group: Option<u32>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -86,20 +89,43 @@ impl OwnedChild {
     }
 
     /// Gives the child `grace` to exit after its stdin closed, then kills it; reaps it either
-    /// way.
+    /// way. Whatever it started in its process group (a `sh -c` wrapper's server, a
+    /// server's helpers) is killed too, so nothing it leaves behind outlives the session.
     pub(crate) async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Ok(Ok(status)) = tokio::time::timeout(grace, self.child.wait()).await {
-            return Some(status);
-        }
-        // kill() sends SIGKILL and waits, so no zombie is left.
-        let _ = self.child.kill().await;
-        self.child.try_wait().ok().flatten()
+        let group = self.group;
+        let status = match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                // While the leader is not reaped its group id cannot be reused.
+                kill_group(group);
+                // kill() sends SIGKILL and waits, so no zombie is left.
+                let _ = self.child.kill().await;
+                self.child.try_wait().ok().flatten()
+            }
+        };
+        // The leader exited by itself: what is left of its group goes too.
+        kill_group(group);
+        status
     }
 
     /// The child's last few stderr lines, for an error message.
     pub(crate) fn stderr_tail(&self) -> String {
         tail_text(&self.stderr_tail)
     }
+}
+
+/// SIGKILL to the process group the child leads (it was started with `process_group(0)`).
+fn kill_group(leader: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = leader.and_then(|pid| i32::try_from(pid).ok()) {
+        // ESRCH (the group is empty) is the usual answer.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = leader;
 }
 
 fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
@@ -635,7 +661,12 @@ impl Upstream for StdioUpstream {
             client.logs.clone(),
             stderr_tail.clone(),
         ));
-        let mut owned = OwnedChild { child, stderr_tail };
+        let group = child.id();
+        let mut owned = OwnedChild {
+            child,
+            group,
+            stderr_tail,
+        };
         let started = tokio::select! {
             started = tokio::time::timeout(
                 STARTUP_TIMEOUT,
