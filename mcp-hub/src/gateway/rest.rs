@@ -171,9 +171,9 @@ async fn control(
         .core
         .server(&id)
         .ok_or_else(|| not_found(&format!("server {id}")))?;
-    if !server.control(control).await {
-        return Err(ApiError::unavailable(&"the server's supervisor has ended"));
-    }
+    server
+        .control(control)
+        .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "server": id, "requested": action, "status": server.status() })),

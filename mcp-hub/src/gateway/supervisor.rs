@@ -253,9 +253,15 @@ impl Supervised {
         changed
     }
 
-    /// Asks the task to start, stop or restart the upstream.
-    pub(crate) async fn control(&self, control: Control) -> bool {
-        self.control.send(control).await.is_ok()
+    /// Asks the task to start, stop or restart the upstream, without waiting: a task busy
+    /// starting a session does not hold the operator's request up.
+    pub(crate) fn control(&self, control: Control) -> Result<(), String> {
+        self.control.try_send(control).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => {
+                "the server has several requests waiting already; try again in a moment".to_owned()
+            }
+            mpsc::error::TrySendError::Closed(_) => "the server's supervisor has ended".to_owned(),
+        })
     }
 
     /// Waits up to `timeout` for the session to be found dead, and returns why it died.
@@ -533,6 +539,12 @@ impl Supervised {
         };
 
         *self.peer.write().unwrap_or_else(|p| p.into_inner()) = None;
+        // The session is over: say so before waiting for the child and the transport to wind
+        // down, which can take seconds.
+        if let End::Failed(error) = &end {
+            self.set_state(core, State::Down, Some(error.clone())).await;
+            self.failed.notify_waiters();
+        }
         // A lane checks its token under this lock before it joins.
         pool.cancel();
         closer.cancel();
