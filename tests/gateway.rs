@@ -1168,6 +1168,24 @@ async fn editing_the_config_applies_without_a_restart_and_a_bad_edit_keeps_the_l
     let (_, a_after) = get_json(&address, "/api/servers/a", None).await;
     assert_eq!(a_before["pid"], a_after["pid"]);
     assert!(tool_names(&client).await.contains(&"echo".to_owned()));
+
+    // Changing a restarts it: the old session ends before the new one starts, so its states
+    // come in order and the last one shown is the real one.
+    std::fs::write(
+        &gateway.config,
+        stdio_server("a", &[], "call_timeout = \"30s\""),
+    )
+    .unwrap();
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("healthy") {
+        let status = events.wait_for("server_status", |s| s["id"] == "a").await;
+        states.push(status["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(states, ["stopped", "starting", "healthy"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, a_changed) = get_json(&address, "/api/servers/a", None).await;
+    assert_eq!(a_changed["state"], "healthy", "{a_changed}");
+    assert_ne!(a_changed["pid"], a_after["pid"]);
     client.cancel().await.unwrap();
     gateway.hub.stop().await;
 }

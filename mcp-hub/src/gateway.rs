@@ -234,23 +234,36 @@ impl Gateway {
         *core.access.write().unwrap_or_else(|p| p.into_inner()) =
             AccessPolicy::new(config.access.clone());
         let mut notes = Vec::new();
+        let wanted: BTreeMap<String, UpstreamConfig> = config
+            .servers
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let mut ending = Vec::new();
         {
             let mut servers = core.servers.write().unwrap_or_else(|p| p.into_inner());
-            let wanted: BTreeMap<String, UpstreamConfig> = config
-                .servers
-                .into_iter()
-                .map(|s| (s.id.clone(), s))
-                .collect();
             servers.retain(|id, server| {
                 let keep = wanted.get(id).is_some_and(|c| *c == server.config);
                 if !keep {
                     server.remove();
+                    ending.push(server.clone());
                     if !wanted.contains_key(id) {
                         notes.push((id.clone(), "removed from the configuration"));
                     }
                 }
                 keep
             });
+        }
+        // A changed server's old session ends before its new one starts: never two children
+        // at once, and the old one's last status does not land after the new one's.
+        let ended = futures_util::future::join_all(ending.iter().map(|s| s.finished()));
+        if tokio::time::timeout(REPLACE_WAIT, ended).await.is_err() {
+            tracing::warn!(
+                "an upstream took longer than {REPLACE_WAIT:?} to stop; starting its replacement anyway"
+            );
+        }
+        {
+            let mut servers = core.servers.write().unwrap_or_else(|p| p.into_inner());
             for (id, server) in wanted {
                 if let std::collections::btree_map::Entry::Vacant(slot) = servers.entry(id) {
                     notes.push((slot.key().clone(), "configuration applied"));
@@ -766,6 +779,10 @@ impl Core {
         }
     }
 }
+
+/// How long `apply` waits for the servers it stops before starting their replacements: the
+/// longest a session takes to wind down (the child's grace, then the transport's).
+const REPLACE_WAIT: Duration = Duration::from_secs(10);
 
 /// How much of an unknown tool name is recorded and quoted in errors.
 const MAX_UNKNOWN_NAME: usize = 128;

@@ -115,6 +115,8 @@ pub(crate) struct Supervised {
     failed: Notify,
     /// Cancelled when the upstream is removed or the gateway shuts down.
     stop: CancellationToken,
+    /// Cancelled when its task has ended: its session is closed and its child reaped.
+    finished: CancellationToken,
 }
 
 enum End {
@@ -163,6 +165,7 @@ impl Supervised {
             probe_now: Notify::new(),
             failed: Notify::new(),
             stop: core.cancel.child_token(),
+            finished: CancellationToken::new(),
         });
         let task = supervised.clone();
         let core = core.clone();
@@ -291,6 +294,11 @@ impl Supervised {
         self.stop.cancel();
     }
 
+    /// Waits until the task has ended, its child reaped and its last status announced.
+    pub(crate) async fn finished(&self) {
+        self.finished.cancelled().await;
+    }
+
     async fn set_state(&self, core: &Core, state: State, error: Option<String>) {
         let sessions = self.lanes.read().unwrap_or_else(|p| p.into_inner()).len();
         let status = {
@@ -322,6 +330,9 @@ impl Supervised {
     }
 
     async fn run(self: Arc<Self>, core: Arc<Core>, mut control: mpsc::Receiver<Control>) {
+        let _finished = self.finished.clone().drop_guard();
+        // Its first state (starting, or stopped when disabled), for the pages already open.
+        core.announce_status(&self.status()).await;
         let mut wanted = self.config.enabled;
         let mut attempt: u32 = 0;
         let mut opened_before = false;
