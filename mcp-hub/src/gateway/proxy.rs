@@ -69,6 +69,26 @@ fn upstream_error(server: &str, error: &rmcp::ServiceError) -> McpError {
     }
 }
 
+/// Waits for an upstream's answer to a request other than `tools/call`: at most the server's
+/// call timeout, and no longer than the client wants it.
+async fn forward<T>(
+    server: &str,
+    timeout: std::time::Duration,
+    cancelled: &tokio_util::sync::CancellationToken,
+    answer: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+) -> Result<T, McpError> {
+    tokio::select! {
+        answer = tokio::time::timeout(timeout, answer) => match answer {
+            Ok(answer) => answer.map_err(|e| upstream_error(server, &e)),
+            Err(_) => Err(McpError::internal_error(
+                format!("upstream {server} did not answer within {} ms", timeout.as_millis()),
+                None,
+            )),
+        },
+        () = cancelled.cancelled() => Err(McpError::internal_error("cancelled", None)),
+    }
+}
+
 impl GatewayServer {
     /// The id of the upstream that serves `uri`.
     fn resource_owner(&self, uri: &str) -> Result<String, McpError> {
@@ -243,16 +263,16 @@ impl ServerHandler for GatewayServer {
             &caller(&context),
             Target::prompt(&route.server, &request.name, &route.name),
         )?;
-        let peer = self
-            .core
-            .server(&route.server)
-            .and_then(|s| s.peer())
-            .ok_or_else(|| unavailable(&route.server))?;
+        let (server, peer) = self.connected(&route.server)?;
         request.name = route.name;
-        tokio::select! {
-            answer = peer.get_prompt_once(request) => answer.map_err(|e| upstream_error(&route.server, &e)),
-            () = context.ct.cancelled() => Err(McpError::internal_error("cancelled", None)),
-        }
+        let timeout = server.config.call_timeout;
+        forward(
+            &server.id,
+            timeout,
+            &context.ct,
+            peer.get_prompt_once(request),
+        )
+        .await
     }
 
     /// Like `tools/list`, only what the caller may read.
@@ -306,10 +326,14 @@ impl ServerHandler for GatewayServer {
         let owner = self.resource_owner(&request.uri)?;
         self.allow(&caller(&context), Target::resource(&owner, &request.uri))?;
         let (server, peer) = self.connected(&owner)?;
-        tokio::select! {
-            answer = peer.read_resource_once(request) => answer.map_err(|e| upstream_error(&server.id, &e)),
-            () = context.ct.cancelled() => Err(McpError::internal_error("cancelled", None)),
-        }
+        let timeout = server.config.call_timeout;
+        forward(
+            &server.id,
+            timeout,
+            &context.ct,
+            peer.read_resource_once(request),
+        )
+        .await
     }
 
     /// Subscriptions go to the upstream that serves the URI (once, however many clients
@@ -327,12 +351,18 @@ impl ServerHandler for GatewayServer {
             .core
             .relay
             .subscribe(&server.id, &request.uri, self.session, context.peer.clone())
-            && let Err(error) = peer.subscribe(request.clone()).await
+            && let Err(error) = forward(
+                &server.id,
+                server.config.call_timeout,
+                &context.ct,
+                peer.subscribe(request.clone()),
+            )
+            .await
         {
             self.core
                 .relay
                 .unsubscribe(&server.id, &request.uri, self.session);
-            return Err(upstream_error(&server.id, &error));
+            return Err(error);
         }
         Ok(())
     }
@@ -342,7 +372,7 @@ impl ServerHandler for GatewayServer {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let (server, peer) = self.resource_upstream(&request.uri)?;
         if self
@@ -350,9 +380,8 @@ impl ServerHandler for GatewayServer {
             .relay
             .unsubscribe(&server.id, &request.uri, self.session)
         {
-            peer.unsubscribe(request)
-                .await
-                .map_err(|e| upstream_error(&server.id, &e))?;
+            let timeout = server.config.call_timeout;
+            forward(&server.id, timeout, &context.ct, peer.unsubscribe(request)).await?;
         }
         Ok(())
     }
@@ -393,14 +422,9 @@ impl ServerHandler for GatewayServer {
             }
             _ => return Ok(CompleteResult::default()),
         };
-        let peer = self
-            .core
-            .server(&server)
-            .and_then(|s| s.peer())
-            .ok_or_else(|| unavailable(&server))?;
-        peer.complete(request)
-            .await
-            .map_err(|e| upstream_error(&server, &e))
+        let (server, peer) = self.connected(&server)?;
+        let timeout = server.config.call_timeout;
+        forward(&server.id, timeout, &context.ct, peer.complete(request)).await
     }
 
     /// Sets the level on every upstream the caller may use (see [`Core::may_use_server`];
