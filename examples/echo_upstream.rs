@@ -221,6 +221,9 @@ struct LogOutput {
 struct FailArgs {
     /// The error text of the result.
     message: String,
+    /// Answer with a JSON-RPC error of this code instead of an isError result.
+    #[serde(default)]
+    code: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -491,11 +494,17 @@ impl Echo {
         structured(&LogOutput { logged: true }, "logged")
     }
 
-    #[tool(description = "Return an isError result whose text is the message.")]
+    #[tool(
+        description = "Return an isError result whose text is the message, or with `code` a \
+                       JSON-RPC error of that code."
+    )]
     async fn fail(
         &self,
-        Parameters(FailArgs { message }): Parameters<FailArgs>,
+        Parameters(FailArgs { message, code }): Parameters<FailArgs>,
     ) -> Result<CallToolResult, McpError> {
+        // With `code`, `call_tool` answers before this (rmcp turns a tool's Err into an
+        // isError result).
+        let _ = code;
         Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
     }
 
@@ -614,6 +623,27 @@ impl ServerHandler for Echo {
                 return Err(McpError::invalid_params("tool not found", None));
             }
             return structured(&ExtraOutput { extra: true }, "extra").map(Into::into);
+        }
+        if request.name == "fail"
+            && let Some(code) = request
+                .arguments
+                .as_ref()
+                .and_then(|args| args.get("code"))
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|code| i32::try_from(code).ok())
+        {
+            let message = request
+                .arguments
+                .as_ref()
+                .and_then(|args| args.get("message"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("failed")
+                .to_owned();
+            return Err(McpError::new(
+                rmcp::model::ErrorCode(code),
+                message,
+                Some(json!({ "from": "fail" })),
+            ));
         }
         let call = ToolCallContext::new(self, request, context);
         self.shared.tools.call(call).await

@@ -410,6 +410,30 @@ async fn over_stdio_names_are_namespaced_filtered_and_routed() {
     let failed = call(&client, "fail", json!({ "message": "nope" })).await;
     assert_eq!(failed.is_error, Some(true));
     assert_eq!(text(&failed), "nope");
+    // The upstream's own JSON-RPC error comes through as it is, code and data too.
+    let refused = client
+        .call_tool(
+            CallToolRequestParams::new("fail").with_arguments(
+                json!({ "message": "no such row", "code": -32602 })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap_err();
+    match &refused {
+        rmcp::ServiceError::McpError(error) => {
+            assert_eq!(
+                error.code,
+                rmcp::model::ErrorCode::INVALID_PARAMS,
+                "{error:?}"
+            );
+            assert_eq!(error.message, "no such row");
+            assert_eq!(error.data, Some(json!({ "from": "fail" })));
+        }
+        other => panic!("expected the upstream's JSON-RPC error, got {other:?}"),
+    }
 
     let unknown = client
         .call_tool(CallToolRequestParams::new("nope__echo"))

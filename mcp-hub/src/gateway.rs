@@ -160,6 +160,15 @@ pub enum CallError {
     Cancelled,
     #[error("upstream {server} failed during the call: {message}")]
     Upstream { server: String, message: String },
+    /// The upstream answered with a JSON-RPC error (invalid arguments, say): MCP clients get
+    /// it as it is, code and data included.
+    #[error("upstream {server} refused the call: {message} (JSON-RPC error {code})")]
+    Refused {
+        server: String,
+        code: i32,
+        message: String,
+        data: Option<serde_json::Value>,
+    },
 }
 
 impl CallError {
@@ -170,7 +179,7 @@ impl CallError {
             Self::Unavailable { .. } => Outcome::Unavailable,
             Self::Timeout { .. } => Outcome::Timeout,
             Self::Cancelled => Outcome::Cancelled,
-            Self::Upstream { .. } => Outcome::Failed,
+            Self::Upstream { .. } | Self::Refused { .. } => Outcome::Failed,
         }
     }
 
@@ -734,10 +743,14 @@ impl Core {
                 server: route.server,
                 message: "it answered tools/call with something else than a tool result".to_owned(),
             }),
+            Ok(Ok(Err(rmcp::ServiceError::McpError(error)))) => Err(CallError::Refused {
+                server: route.server,
+                code: error.code.0,
+                message: error.message.to_string(),
+                data: error.data,
+            }),
             Ok(Ok(Err(error))) => {
-                if !matches!(error, rmcp::ServiceError::McpError(_)) {
-                    server.suspect();
-                }
+                server.suspect();
                 Err(self.upstream_failure(&server, &route.server, &error).await)
             }
             Ok(Err(_closed)) => {

@@ -221,6 +221,13 @@ impl ServerHandler for GatewayServer {
                 format!("no tool is called {name}; list the tools to see what there is"),
                 None,
             )),
+            // The upstream's own protocol error passes through as it is.
+            Err(CallError::Refused {
+                code,
+                message,
+                data,
+                ..
+            }) => Err(McpError::new(rmcp::model::ErrorCode(code), message, data)),
             // Every other failure is the agent's to read, naming the upstream.
             Err(error) => Ok(error.into_result().into()),
         }

@@ -273,6 +273,10 @@ fn call_error(error: CallError) -> ApiError {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
                 .with_details(json!({ "server": server }))
         }
+        CallError::Refused {
+            server, code, data, ..
+        } => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_refused", message)
+            .with_details(json!({ "server": server, "code": code, "data": data })),
         CallError::Cancelled => ApiError::new(StatusCode::BAD_REQUEST, "cancelled", message),
     }
 }
