@@ -153,6 +153,12 @@ async fn tool_names(client: &Client) -> Vec<String> {
     names
 }
 
+/// The prompts a client of the gateway is shown, in the gateway's order.
+async fn prompt_names(client: &Client) -> Vec<String> {
+    let prompts = client.list_all_prompts().await.unwrap();
+    prompts.into_iter().map(|p| p.name).collect()
+}
+
 /// A hub serving the gateway over HTTP with `config` written to a file of its own.
 struct GatewayHub {
     hub: support::Hub,
@@ -446,13 +452,7 @@ async fn over_stdio_names_are_namespaced_filtered_and_routed() {
 
     // Prompts are namespaced the same way; a resource URI is never rewritten: the first server
     // by id keeps it.
-    let prompts: Vec<String> = client
-        .list_all_prompts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let prompts = prompt_names(&client).await;
     assert_eq!(prompts, vec!["alpha__greet", "beta__greet"]);
     let greeting = client
         .get_prompt(
@@ -949,13 +949,7 @@ async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
     // back from admin's `b__crash` above; the events read from now on are checked below.)
     events.next_state("b", "down").await;
     events.next_state("b", "healthy").await;
-    let prompts: Vec<String> = client
-        .list_all_prompts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let prompts = prompt_names(&client).await;
     assert_eq!(prompts, vec!["b__greet"]);
     assert!(client.list_all_resources().await.unwrap().is_empty());
     let greet = |prompt: &str, who: &str| {
