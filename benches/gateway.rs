@@ -90,14 +90,14 @@ async fn spawn_upstream(name: &str) -> anyhow::Result<(tokio::process::Child, St
 }
 
 async fn run(calls: usize, connections: usize, duration: Duration) -> anyhow::Result<()> {
-    let (_upstream, upstream_at) = spawn_upstream("web").await?;
+    let (upstream, upstream_at) = spawn_upstream("web").await?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("hub.toml");
     std::fs::write(
         &config,
         format!("[servers.web]\nurl = \"http://{upstream_at}/mcp\"\n"),
     )?;
-    let (_hub, hub_at) = support::spawn_listening(
+    let (hub, hub_at) = support::spawn_listening(
         tokio::process::Command::new(HUB)
             .args([
                 "serve",
@@ -135,19 +135,21 @@ async fn run(calls: usize, connections: usize, duration: Duration) -> anyhow::Re
         "\n## proxy throughput: {connections} connections, {}s per row",
         duration.as_secs()
     );
-    let direct_rate = load(&upstream_at, connections, duration).await?;
-    let through_rate = load(&hub_at, connections, duration).await?;
+    let processes = [upstream.id(), hub.id(), None];
+    let direct_rate = load(&upstream_at, connections, duration, processes).await?;
+    let through_rate = load(&hub_at, connections, duration, processes).await?;
     println!(
-        "{:<28} {:>10} {:>9} {:>9}",
+        "{:<28} {:>10} {:>9} {:>9}   CPU µs per call: upstream / hub / load",
         "", "calls/s", "p50 ms", "p99 ms"
     );
     for (name, row) in [("direct", &direct_rate), ("through the hub", &through_rate)] {
         println!(
-            "{:<28} {:>10.0} {:>9.2} {:>9.2}",
+            "{:<28} {:>10.0} {:>9.2} {:>9.2}   {}",
             name,
             row.rate(),
             ms(&row.histogram, 0.5),
-            ms(&row.histogram, 0.99)
+            ms(&row.histogram, 0.99),
+            row.cpu_per_call()
         );
     }
     println!(
@@ -241,19 +243,41 @@ struct Row {
     calls: u64,
     elapsed: Duration,
     histogram: Histogram<u64>,
+    /// CPU time each measured process used during the row (`None` where it cannot be read).
+    cpu: Vec<Option<Duration>>,
 }
 
 impl Row {
     fn rate(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
+
+    fn cpu_per_call(&self) -> String {
+        let calls = self.calls.max(1) as f64;
+        self.cpu
+            .iter()
+            .map(|cpu| match cpu {
+                Some(cpu) => format!("{:.0}", cpu.as_secs_f64() * 1e6 / calls),
+                None => "-".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
 }
 
-async fn load(address: &str, connections: usize, duration: Duration) -> anyhow::Result<Row> {
+/// `connections` sessions calling `echo` as fast as they can for `duration`. `processes`
+/// (`None` is this one) have their CPU time measured over the row.
+async fn load(
+    address: &str,
+    connections: usize,
+    duration: Duration,
+    processes: [Option<u32>; 3],
+) -> anyhow::Result<Row> {
     let mut sessions = Vec::new();
     for _ in 0..connections {
         sessions.push(Session::open(address).await?);
     }
+    let cpu_before = processes.map(support::cpu_time);
     let start = Instant::now();
     let deadline = start + duration;
     let mut workers = Vec::new();
@@ -270,10 +294,18 @@ async fn load(address: &str, connections: usize, duration: Duration) -> anyhow::
     for worker in workers {
         histogram.add(worker.await??)?;
     }
+    let elapsed = start.elapsed();
+    let cpu = processes
+        .map(support::cpu_time)
+        .iter()
+        .zip(cpu_before)
+        .map(|(after, before)| Some(after.as_ref()?.saturating_sub(before?)))
+        .collect();
     Ok(Row {
         calls: histogram.len(),
-        elapsed: start.elapsed(),
+        elapsed,
         histogram,
+        cpu,
     })
 }
 

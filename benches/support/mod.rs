@@ -232,3 +232,19 @@ impl Connection {
         Ok(String::from_utf8(body)?)
     }
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat` (Linux; `None`
+/// elsewhere). `pid` `None` is this process. Ticks are taken as 1/100 s, the Linux default.
+pub(crate) fn cpu_time(pid: Option<u32>) -> Option<std::time::Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(std::time::Duration::from_millis((utime + stime) * 10))
+}
