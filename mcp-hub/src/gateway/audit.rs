@@ -78,10 +78,8 @@ pub(crate) struct Record<'a> {
 
 impl AuditLog {
     pub(crate) fn record(&self, record: Record<'_>) {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        ring.1 += 1;
-        let entry = AuditEntry {
-            seq: ring.1,
+        let mut entry = AuditEntry {
+            seq: 0,
             at: Utc::now(),
             principal: record.principal.to_owned(),
             tool: record.tool.to_owned(),
@@ -101,6 +99,11 @@ impl AuditLog {
             via = entry.via,
             "tool call"
         );
+        // The line is written before the lock is taken: concurrent calls never wait on
+        // each other's log output.
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.1 += 1;
+        entry.seq = ring.1;
         if ring.0.len() == AUDIT_CAPACITY {
             ring.0.pop_front();
         }
