@@ -1332,3 +1332,235 @@ fn the_example_config_parses_as_documented() {
     assert_eq!(config.prefix, mcp_hub::gateway::PrefixMode::Conditional);
     assert_eq!(config.call_timeout, Duration::from_secs(60));
 }
+
+/// An MCP session over bare HTTP, as a client without rmcp sends it (no progress token unless
+/// asked): what the gateway's short way for plain `tools/call` answers.
+struct RawSession {
+    url: String,
+    id: String,
+}
+
+impl RawSession {
+    async fn open(address: &str) -> Self {
+        let url = format!("http://{address}/mcp");
+        let response = Self::post_to(
+            &url,
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let id = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(response.text().await.unwrap().contains("serverInfo"));
+        let session = Self { url, id };
+        let response = session
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(response.status(), 202);
+        session
+    }
+
+    async fn post_to(url: &str, session: Option<&str>, body: Value) -> reqwest::Response {
+        let mut request = http()
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn post(&self, body: Value) -> reqwest::Response {
+        Self::post_to(&self.url, Some(&self.id), body).await
+    }
+
+    /// A `tools/call`: the response's content type and its JSON-RPC message.
+    async fn call(&self, id: u64, tool: &str, arguments: Value) -> (String, Value) {
+        let response = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        let message = if kind.starts_with("text/event-stream") {
+            body.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                .find(|m| m.get("id") == Some(&json!(id)))
+                .unwrap_or_else(|| panic!("no answer in {body}"))
+        } else {
+            serde_json::from_str(&body).unwrap()
+        };
+        (kind, message)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audit() {
+    let config = format!(
+        "[gateway]\nprefix = \"always\"\n\n{}",
+        stdio_server("a", &[], "")
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("a", "healthy").await;
+    let session = RawSession::open(&address).await;
+
+    // A plain call: one JSON body, the upstream's structured answer in it. (rmcp handles
+    // `notifications/initialized` after answering it, so the very first calls may still take
+    // rmcp's way: an SSE stream with the same answer.)
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (kind, answer) = loop {
+        let (kind, answer) = session.call(1, "a__echo", json!({"text": "hi"})).await;
+        if kind == "application/json" || Instant::now() > deadline {
+            break (kind, answer);
+        }
+        assert_eq!(answer["result"]["structuredContent"]["text"], "hi");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(kind, "application/json");
+    assert_eq!(answer["id"], 1);
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(answer["result"]["structuredContent"]["text"], "hi");
+    // An unknown tool is a protocol error, as on rmcp's way.
+    let (_, answer) = session.call(2, "a__nope", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a__nope")
+    );
+    // The upstream's own JSON-RPC error passes through.
+    let (_, answer) = session
+        .call(3, "a__fail", json!({"message": "no", "code": -32001}))
+        .await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    // A call with a progress token goes rmcp's way (an SSE stream), and answers the same.
+    let response = session
+        .post(
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "a__echo", "arguments": {"text": "sse"}, "_meta": {"progressToken": "p"}}}),
+        )
+        .await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert!(response.text().await.unwrap().contains("\"sse\""));
+    // An unknown session is refused by rmcp, never served.
+    let response = RawSession::post_to(
+        &session.url,
+        Some("no-such-session"),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "a__echo", "arguments": {"text": "x"}}}),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+
+    // `notifications/cancelled` for a call answered this way reaches the upstream.
+    let sleeping = {
+        let (url, id) = (session.url.clone(), session.id.clone());
+        tokio::spawn(async move {
+            RawSession { url, id }
+                .call(6, "a__sleep", json!({"ms": 10_000}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await; // Let the call reach the upstream.
+    let started = Instant::now();
+    let response = session
+        .post(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 6, "reason": "changed my mind"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "a" && l["message"] == "sleep cancelled"
+        })
+        .await;
+    let (_, answer) = tokio::time::timeout(WAIT, sleeping).await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(answer["id"], 6);
+
+    // A client that hangs up cancels its call too.
+    let abandoned = {
+        let (url, id) = (session.url.clone(), session.id.clone());
+        tokio::spawn(async move {
+            RawSession { url, id }
+                .call(7, "a__sleep", json!({"ms": 10_000}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    abandoned.abort();
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "a" && l["message"] == "sleep cancelled"
+        })
+        .await;
+
+    // So does a REST caller that hangs up.
+    let abandoned = {
+        let address = address.clone();
+        tokio::spawn(async move {
+            post_json(
+                &address,
+                "/api/tools/a__sleep/execute",
+                None,
+                json!({"arguments": {"ms": 10_000}}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    abandoned.abort();
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "a" && l["message"] == "sleep cancelled"
+        })
+        .await;
+    let (_, audit) = get_json(&address, "/api/audit?limit=1", None).await;
+    assert_eq!(
+        (&audit["entries"][0]["outcome"], &audit["entries"][0]["via"]),
+        (&json!("cancelled"), &json!("rest")),
+        "{audit}"
+    );
+
+    // Every call is audited as it ended (newest first; the echo calls all succeeded).
+    let (_, audit) = get_json(&address, "/api/audit", None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    let entries: Vec<&Value> = entries.iter().filter(|e| e["via"] == "mcp").collect();
+    let outcomes: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["tool"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .filter(|&(tool, outcome)| (tool, outcome) != ("a__echo", "ok"))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("a__sleep", "cancelled"),
+            ("a__sleep", "cancelled"),
+            ("a__fail", "failed"),
+            ("a__nope", "unknown_tool"),
+        ],
+        "{audit}"
+    );
+}

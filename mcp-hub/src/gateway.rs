@@ -6,6 +6,7 @@
 pub(crate) mod access;
 mod audit;
 pub mod config;
+mod direct;
 mod events;
 mod logs;
 mod proxy;
@@ -58,6 +59,9 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an answer may wait for the upstream's notifications that came before it.
 const NOTIFICATIONS_SETTLE: Duration = Duration::from_millis(50);
+/// How long one downstream client may take to accept a `list_changed`; a client that does not
+/// read its stream is skipped for that change instead of holding up the others.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The gateway: start it with a configuration, serve [`Gateway::mcp_server`] over stdio or
 /// mount its HTTP routes, and hand it new configurations as they change.
@@ -103,6 +107,8 @@ pub(crate) struct Core {
     stats: CallStats,
     /// Connected downstream sessions, told when the catalog changes.
     downstream: Mutex<Vec<(u64, Peer<RoleServer>)>>,
+    /// The Streamable HTTP sessions among them, for the short way of a plain `tools/call`.
+    direct: direct::DirectSessions,
     next_session: std::sync::atomic::AtomicU64,
     /// Woken on every state change, for [`Core::settle`].
     state_changed: tokio::sync::Notify,
@@ -183,6 +189,29 @@ impl CallError {
         }
     }
 
+    /// What an MCP client is answered: a protocol error for an unknown tool and for the
+    /// upstream's own JSON-RPC error (passed through as it is), otherwise a tool result
+    /// naming the upstream, for the agent to read.
+    pub(crate) fn into_mcp(self) -> Result<CallToolResult, rmcp::ErrorData> {
+        match self {
+            Self::UnknownTool(name) => Err(rmcp::ErrorData::invalid_params(
+                format!("no tool is called {name}; list the tools to see what there is"),
+                None,
+            )),
+            Self::Refused {
+                code,
+                message,
+                data,
+                ..
+            } => Err(rmcp::ErrorData::new(
+                rmcp::model::ErrorCode(code),
+                message,
+                data,
+            )),
+            other => Ok(other.into_result()),
+        }
+    }
+
     /// The error as a tool result the calling agent can read (everything but an unknown tool,
     /// which is a protocol error).
     pub(crate) fn into_result(self) -> CallToolResult {
@@ -217,6 +246,7 @@ impl Gateway {
             audit: AuditLog::default(),
             stats: CallStats::default(),
             downstream: Mutex::new(Vec::new()),
+            direct: direct::DirectSessions::default(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             state_changed: tokio::sync::Notify::new(),
             tasks: TaskTracker::new(),
@@ -347,6 +377,24 @@ impl Gateway {
         GatewayServer::new(self.core.clone())
     }
 
+    /// `/mcp` for the hub's router: rmcp's Streamable HTTP `service`, with the short way for
+    /// plain `tools/call` requests in front of it (see `direct`).
+    pub(crate) fn mcp_router<S, M>(
+        &self,
+        service: rmcp::transport::StreamableHttpService<GatewayServer, M>,
+    ) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+        M: rmcp::transport::streamable_http_server::SessionManager,
+    {
+        axum::Router::new()
+            .fallback_service(service)
+            .layer(axum::middleware::from_fn_with_state(
+                self.core.clone(),
+                direct::intercept,
+            ))
+    }
+
     /// Every upstream's status, by id.
     pub fn servers(&self) -> Vec<ServerStatus> {
         self.core
@@ -380,7 +428,7 @@ impl Gateway {
         params.arguments = arguments;
         match self
             .core
-            .call(caller, params, None, CancellationToken::new(), "rest")
+            .call_detached(caller, params, None, CancellationToken::new(), "rest")
             .await?
         {
             CallToolResponse::Complete(result) => Ok(result),
@@ -430,11 +478,20 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn add_downstream(&self, session: u64, peer: Peer<RoleServer>) {
-        self.downstream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((session, peer));
+    /// A downstream session that finished `initialize`; `http_session` is rmcp's session id
+    /// when it came over Streamable HTTP. Sessions that ended since are forgotten.
+    pub(crate) fn add_downstream(
+        &self,
+        session: u64,
+        peer: Peer<RoleServer>,
+        http_session: Option<String>,
+    ) {
+        if let Some(http_session) = http_session {
+            self.direct.add(http_session, session, peer.clone());
+        }
+        let mut downstream = self.downstream.lock().unwrap_or_else(|p| p.into_inner());
+        downstream.retain(|(_, peer)| !peer.is_transport_closed());
+        downstream.push((session, peer));
     }
 
     pub(crate) async fn announce_status(&self, status: &ServerStatus) {
@@ -472,7 +529,7 @@ impl Core {
     /// `tool_update` per server whose exposed tools changed, and `list_changed` to every
     /// connected client.
     pub(crate) async fn rebuild(&self) {
-        let _one_at_a_time = self.rebuilding.lock().await;
+        let one_at_a_time = self.rebuilding.lock().await;
         let servers = self.servers_snapshot();
         let listings: Vec<_> = servers.iter().map(|s| s.listing()).collect();
         let contributions: Vec<_> = servers
@@ -526,43 +583,56 @@ impl Core {
         let tools_changed = !same_tools(&old, &catalog);
         let prompts_changed = old.prompts.keys().ne(catalog.prompts.keys());
         let resources_changed = old.resources.keys().ne(catalog.resources.keys());
+        // The next rebuild need not wait for slow clients to take this one's news.
+        drop(one_at_a_time);
         if tools_changed || prompts_changed || resources_changed {
             self.notify_downstream(tools_changed, prompts_changed, resources_changed)
                 .await;
         }
     }
 
+    /// Tells every connected client what changed, all at once, each bounded by
+    /// [`NOTIFY_TIMEOUT`]; a client whose session has ended is forgotten.
     async fn notify_downstream(&self, tools: bool, prompts: bool, resources: bool) {
         let peers: Vec<(u64, Peer<RoleServer>)> = self
             .downstream
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut gone = Vec::new();
-        for (session, peer) in peers {
+        let sends = peers.into_iter().map(|(session, peer)| async move {
             if peer.is_transport_closed() {
-                gone.push(session);
-                continue;
+                return Some(session);
             }
-            let mut ok = true;
-            if tools {
-                ok &= peer.notify_tool_list_changed().await.is_ok();
+            let send = async {
+                let mut ok = true;
+                if tools {
+                    ok &= peer.notify_tool_list_changed().await.is_ok();
+                }
+                if prompts {
+                    ok &= peer.notify_prompt_list_changed().await.is_ok();
+                }
+                if resources {
+                    ok &= peer.notify_resource_list_changed().await.is_ok();
+                }
+                ok
+            };
+            match tokio::time::timeout(NOTIFY_TIMEOUT, send).await {
+                Ok(false) => Some(session),
+                // A slow client keeps its session; it misses this change only.
+                Ok(true) | Err(_) => None,
             }
-            if prompts {
-                ok &= peer.notify_prompt_list_changed().await.is_ok();
-            }
-            if resources {
-                ok &= peer.notify_resource_list_changed().await.is_ok();
-            }
-            if !ok {
-                gone.push(session);
-            }
-        }
+        });
+        let gone: Vec<u64> = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         if !gone.is_empty() {
             self.downstream
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|(session, _)| !gone.contains(session));
+            self.direct.forget(&gone);
         }
     }
 
@@ -618,6 +688,30 @@ impl Core {
             .map(|route| (&route.server, &route.name))
             .chain(catalog.templates.iter().map(|r| (&r.server, &r.name)))
             .any(|(owner, uri)| owner == server && may(Target::resource(server, uri)))
+    }
+
+    /// [`Core::call`] in a task of its own, cancelled when this future is dropped: a caller
+    /// that goes away (an HTTP client hanging up) cancels the call upstream, and the audit
+    /// records it, instead of leaving it half done and unrecorded.
+    pub(crate) async fn call_detached(
+        self: &Arc<Self>,
+        caller: &Caller,
+        params: CallToolRequestParams,
+        downstream: Option<Downstream>,
+        cancel: CancellationToken,
+        via: &'static str,
+    ) -> Result<CallToolResponse, CallError> {
+        let _cancel_when_dropped = cancel.clone().drop_guard();
+        let core = self.clone();
+        let caller = caller.clone();
+        let call =
+            tokio::spawn(async move { core.call(&caller, params, downstream, cancel, via).await });
+        call.await.unwrap_or_else(|_| {
+            Err(CallError::Upstream {
+                server: String::new(),
+                message: "the gateway failed while routing the call".to_owned(),
+            })
+        })
     }
 
     /// Routes one `tools/call`: access check, upstream lookup, per-call timeout, progress

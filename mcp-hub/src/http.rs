@@ -117,7 +117,7 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
             .merge(gateway::rest::routes())
             .layer(Extension(gateway.clone()))
             .layer(Extension(gateway::rest::StreamShutdown(shutdown.clone())))
-            .nest_service("/mcp", mcp);
+            .nest("/mcp", gateway.mcp_router(mcp));
     }
     let protected = protected
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -21,7 +21,7 @@ use rmcp::{
 };
 
 use super::{
-    CallError, Caller, Core, Downstream,
+    Caller, Core, Downstream,
     access::{Decision, Target},
 };
 
@@ -171,7 +171,9 @@ impl ServerHandler for GatewayServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.core.add_downstream(self.session, context.peer);
+        let http_session = super::direct::http_session_of(&context.extensions);
+        self.core
+            .add_downstream(self.session, context.peer, http_session);
     }
 
     async fn list_tools(
@@ -217,19 +219,7 @@ impl ServerHandler for GatewayServer {
             .await
         {
             Ok(response) => Ok(response),
-            Err(CallError::UnknownTool(name)) => Err(McpError::invalid_params(
-                format!("no tool is called {name}; list the tools to see what there is"),
-                None,
-            )),
-            // The upstream's own protocol error passes through as it is.
-            Err(CallError::Refused {
-                code,
-                message,
-                data,
-                ..
-            }) => Err(McpError::new(rmcp::model::ErrorCode(code), message, data)),
-            // Every other failure is the agent's to read, naming the upstream.
-            Err(error) => Ok(error.into_result().into()),
+            Err(error) => error.into_mcp().map(Into::into),
         }
     }
 
