@@ -1407,6 +1407,22 @@ impl RawSession {
     }
 }
 
+/// Starts `call` (a 10 s `sleep` on upstream `a`), hangs up once it reached the upstream, and
+/// waits until the upstream says it was cancelled.
+async fn hang_up(
+    events: &mut Events,
+    call: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let call = tokio::spawn(call);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    events
+        .wait_for("log_entry", |l| {
+            l["server"] == "a" && l["message"] == "sleep cancelled"
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audit() {
     let config = format!(
@@ -1500,43 +1516,20 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(answer["id"], 6);
 
-    // A client that hangs up cancels its call too.
-    let abandoned = {
-        let (url, id) = (session.url.clone(), session.id.clone());
-        tokio::spawn(async move {
-            RawSession { url, id }
-                .call(7, "a__sleep", json!({"ms": 10_000}))
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    abandoned.abort();
-    events
-        .wait_for("log_entry", |l| {
-            l["server"] == "a" && l["message"] == "sleep cancelled"
-        })
-        .await;
-
-    // So does a REST caller that hangs up.
-    let abandoned = {
-        let address = address.clone();
-        tokio::spawn(async move {
-            post_json(
-                &address,
-                "/api/tools/a__sleep/execute",
-                None,
-                json!({"arguments": {"ms": 10_000}}),
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    abandoned.abort();
-    events
-        .wait_for("log_entry", |l| {
-            l["server"] == "a" && l["message"] == "sleep cancelled"
-        })
-        .await;
+    // A client that hangs up cancels its call too, over MCP and over REST.
+    let (url, id) = (session.url.clone(), session.id.clone());
+    hang_up(&mut events, async move {
+        RawSession { url, id }
+            .call(7, "a__sleep", json!({"ms": 10_000}))
+            .await;
+    })
+    .await;
+    let rest = address.clone();
+    hang_up(&mut events, async move {
+        let body = json!({"arguments": {"ms": 10_000}});
+        post_json(&rest, "/api/tools/a__sleep/execute", None, body).await;
+    })
+    .await;
     let (_, audit) = get_json(&address, "/api/audit?limit=1", None).await;
     assert_eq!(
         (&audit["entries"][0]["outcome"], &audit["entries"][0]["via"]),
