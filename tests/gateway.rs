@@ -1451,6 +1451,26 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
     assert_eq!(answer["id"], 1);
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     assert_eq!(answer["result"]["structuredContent"]["text"], "hi");
+    // An upstream's huge log message is cut in the merged log. (Its stderr copy is an
+    // overlong line, which once ended the reading of the child's stderr: the `sleep
+    // cancelled` lines below would never arrive.)
+    let (_, answer) = session
+        .call(
+            8,
+            "a__log",
+            json!({"level": "info", "message": "y".repeat(20_000)}),
+        )
+        .await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let (_, logs) = get_json(&address, "/api/logs?server=a&limit=1000", None).await;
+    let cut = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .find(|m| m.starts_with("yyy") && m.ends_with("[message longer than 8 KiB cut]"))
+        .unwrap_or_else(|| panic!("no cut message in {logs}"));
+    assert!(cut.len() <= 8 * 1024 + 40, "{}", cut.len());
     // An unknown tool is a protocol error, as on rmcp's way.
     let (_, answer) = session.call(2, "a__nope", json!({})).await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
@@ -1553,6 +1573,7 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
             ("a__sleep", "cancelled"),
             ("a__fail", "failed"),
             ("a__nope", "unknown_tool"),
+            ("a__log", "ok"),
         ],
         "{audit}"
     );

@@ -356,6 +356,16 @@ impl ClientHandler for UpstreamClient {
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
         };
+        // The merged log keeps at most as much of a message as of a stderr line; the
+        // calling client still gets the message whole.
+        let message = if message.len() > MAX_STDERR_LINE {
+            format!(
+                "{} [message longer than 8 KiB cut]",
+                super::shorten(&message, MAX_STDERR_LINE / 4)
+            )
+        } else {
+            message
+        };
         let level = LogLevel::from_mcp(params.level);
         self.logs
             .record(&self.server, level, LogSource::Mcp, message)
@@ -727,14 +737,24 @@ async fn read_stderr(
     tail: Arc<Mutex<VecDeque<String>>>,
 ) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
-    while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
-            // The codec drops the rest of an overlong line and goes on with the next one.
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
+    // After a decoding error `FramedRead` ends the stream once (`None`) and then reads on; the
+    // codec drops the rest of the overlong line. So the `None` right after one is not the end.
+    let mut just_cut = false;
+    loop {
+        let line = match lines.next().await {
+            Some(Ok(line)) => {
+                just_cut = false;
+                line
+            }
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                just_cut = true;
                 "[line longer than 8 KiB cut]".to_owned()
             }
-            Err(LinesCodecError::Io(_)) => break,
+            None if just_cut => {
+                just_cut = false;
+                continue;
+            }
+            None | Some(Err(LinesCodecError::Io(_))) => break,
         };
         let line = line.trim_end().to_owned();
         if line.is_empty() {
