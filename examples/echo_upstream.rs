@@ -5,14 +5,15 @@
 //!
 //! Tests and benchmarks control its behaviour: `--name` (the `initialize` server name),
 //! `--stderr-line TEXT` (repeatable; written to stderr at startup), `--exit-after-ms N` (exits
-//! with code 3 by itself), `--startup-delay-ms N` (sleeps before serving).
+//! with code 3 by itself), `--startup-delay-ms N` (sleeps before serving), `--no-logging`
+//! (declares no `logging` capability).
 //!
 //! Tools: `echo {text}`, `add {a, b}`, `sleep {ms}` (progress every 100 ms when asked for;
 //! writes `sleep cancelled` to stderr when cancelled), `log {level, message}` (an MCP log
 //! notification and `LEVEL message` on stderr), `fail {message}` (an `isError` result),
 //! `crash {code}` (writes `crashing` to stderr and exits without answering), `toggle_extra`
-//! (adds or removes the tool `extra` for every session and sends `tools/list_changed`) and
-//! `whoami` (name and pid). One prompt, `greet {name}`, and one resource, `echo://info`; getting
+//! (adds or removes the tool `extra` for every session and sends `tools/list_changed`),
+//! `whoami` (name and pid) and `meta` (the request's `_meta` as it arrived). One prompt, `greet {name}`, and one resource, `echo://info`; getting
 //! the prompt writes `get_prompt greet NAME` to stderr and reading the resource
 //! `read_resource URI`, so a test can tell which requests reached the upstream.
 //! Its own diagnostics go to stderr at `warn` and above, rmcp's at `error` (`ECHO_UPSTREAM_LOG`
@@ -94,6 +95,9 @@ struct Cli {
     /// Sleep this many milliseconds before serving.
     #[arg(long, value_name = "MS", global = true)]
     startup_delay_ms: Option<u64>,
+    /// Do not declare the `logging` capability (the `log` tool still sends its notification).
+    #[arg(long, global = true)]
+    no_logging: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +302,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Shared {
     name: String,
+    /// Whether `initialize` declares the `logging` capability.
+    logging: bool,
     /// The static tools (every tool but `extra`), built once.
     tools: ToolRouter<Echo>,
     /// Whether the tool `extra` is listed (`toggle_extra`).
@@ -308,7 +314,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(name: String) -> Self {
+    fn new(name: String, logging: bool) -> Self {
         let mut tools = Echo::static_tools();
         // Schemas as every Switchboard server compacts them (no `$defs`, `format`, `$schema`).
         for route in tools.map.values_mut() {
@@ -316,6 +322,7 @@ impl Shared {
         }
         Self {
             name,
+            logging,
             tools,
             extra: Mutex::new(false),
             peers: Mutex::new(Vec::new()),
@@ -557,6 +564,16 @@ impl Echo {
         let text = format!("{} (pid {})", output.name, output.pid);
         structured(&output, text)
     }
+
+    #[tool(
+        description = "Return the request's `_meta` (what the client, or a gateway on its \
+                          way, put there) as structured content."
+    )]
+    async fn meta(&self, context: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+        let text = serde_json::to_string(&context.meta)
+            .map_err(|e| McpError::internal_error(format!("cannot encode _meta: {e}"), None))?;
+        structured(&context.meta, text)
+    }
 }
 
 #[allow(
@@ -565,16 +582,17 @@ impl Echo {
 )]
 impl ServerHandler for Echo {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_logging()
-                .enable_prompts()
-                .enable_resources()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(Implementation::new(
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_prompts()
+            .enable_resources()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        if !self.shared.logging {
+            capabilities.logging = None;
+        }
+        ServerConfig::new(capabilities).with_server_info(Implementation::new(
             self.shared.name.clone(),
             env!("CARGO_PKG_VERSION"),
         ))
@@ -754,7 +772,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
-    let shared = Arc::new(Shared::new(cli.name));
+    let shared = Arc::new(Shared::new(cli.name, !cli.no_logging));
     match cli.mode {
         Mode::Stdio => {
             mcp_core::stdio::serve_stdio(Echo::new(shared), shutdown_signal()).await?;

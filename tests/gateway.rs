@@ -564,13 +564,38 @@ async fn a_crashing_upstream_errors_clearly_restarts_and_leaves_others_alone() {
 
 /// An `echo_upstream http` and the URL it serves.
 async fn http_upstream(listen: &str) -> (tokio::process::Child, String) {
+    let (child, url, _) = http_upstream_with_stderr(listen, "web", &[]).await;
+    (child, url)
+}
+
+/// An `echo_upstream http`, the URL it serves and its stderr lines (printed once the receiver
+/// is dropped: the child's stderr is always read, so it never blocks on it).
+async fn http_upstream_with_stderr(
+    listen: &str,
+    name: &str,
+    extra_args: &[&str],
+) -> (
+    tokio::process::Child,
+    String,
+    mpsc::UnboundedReceiver<String>,
+) {
     let mut child = tokio::process::Command::new(echo_upstream())
-        .args(["http", "--listen", listen, "--name", "web"])
+        .args(["http", "--listen", listen, "--name", name])
+        .args(extra_args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let (lines_tx, lines_rx) = mpsc::unbounded_channel();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if let Err(unread) = lines_tx.send(line) {
+                eprintln!("{}", unread.0);
+            }
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(WAIT, lines.next_line())
         .await
@@ -578,7 +603,21 @@ async fn http_upstream(listen: &str) -> (tokio::process::Child, String) {
         .unwrap()
         .expect("the upstream prints its address");
     let url = line.strip_prefix("listening on ").unwrap().to_owned();
-    (child, url)
+    (child, url, lines_rx)
+}
+
+/// Waits for `wanted` among an upstream's stderr lines.
+async fn stderr_says(lines: &mut mpsc::UnboundedReceiver<String>, wanted: &str) {
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(wanted) {
+                return;
+            }
+        }
+        panic!("the upstream's stderr ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the upstream did not write {wanted:?}"));
 }
 
 #[tokio::test]
@@ -1045,7 +1084,7 @@ async fn access_rules_decide_who_calls_what_and_every_call_is_audited() {
     assert_eq!(callable, vec!["a__echo", "b__echo"]);
     assert_eq!(
         listed["tools"].as_array().unwrap().len(),
-        16,
+        18,
         "the REST catalog lists every tool"
     );
 
@@ -1384,26 +1423,60 @@ impl RawSession {
 
     /// A `tools/call`: the response's content type and its JSON-RPC message.
     async fn call(&self, id: u64, tool: &str, arguments: Value) -> (String, Value) {
-        let response = self
-            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments}}))
-            .await;
+        self.send_call(
+            id,
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}}),
+        )
+        .await
+    }
+
+    /// A `tools/call` with `_meta`.
+    async fn call_with_meta(
+        &self,
+        id: u64,
+        tool: &str,
+        arguments: Value,
+        meta: Value,
+    ) -> (String, Value) {
+        self.send_call(
+            id,
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": meta}}),
+        )
+        .await
+    }
+
+    async fn send_call(&self, id: u64, request: Value) -> (String, Value) {
+        let (kind, body) = self.call_raw(request).await;
+        let message = messages_of(&kind, &body)
+            .into_iter()
+            .find(|m| m.get("id") == Some(&json!(id)))
+            .unwrap_or_else(|| panic!("no answer in {body}"));
+        (kind, message)
+    }
+
+    /// A request answered with 200: the response's content type and body.
+    async fn call_raw(&self, request: Value) -> (String, String) {
+        let response = self.post(request).await;
         assert_eq!(response.status(), 200);
         let kind = response.headers()["content-type"]
             .to_str()
             .unwrap()
             .to_owned();
-        let body = response.text().await.unwrap();
-        let message = if kind.starts_with("text/event-stream") {
-            body.lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-                .find(|m| m.get("id") == Some(&json!(id)))
-                .unwrap_or_else(|| panic!("no answer in {body}"))
-        } else {
-            serde_json::from_str(&body).unwrap()
-        };
-        (kind, message)
+        (kind, response.text().await.unwrap())
+    }
+}
+
+/// The JSON-RPC messages of a response body, JSON or SSE, in order.
+fn messages_of(kind: &str, body: &str) -> Vec<Value> {
+    if kind.starts_with("text/event-stream") {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .collect()
+    } else {
+        vec![serde_json::from_str(body).unwrap()]
     }
 }
 
@@ -1451,6 +1524,21 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
     assert_eq!(answer["id"], 1);
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     assert_eq!(answer["result"]["structuredContent"]["text"], "hi");
+    // What the upstream logs during the call comes ahead of the answer, on the call's own
+    // stream (a stdio upstream's pipe keeps the order it sent them in).
+    let (kind, body) = session
+        .call_raw(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "a__log", "arguments": {"level": "warning", "message": "careful"}}}),
+        )
+        .await;
+    assert!(kind.starts_with("text/event-stream"), "{kind}: {body}");
+    let messages = messages_of(&kind, &body);
+    assert_eq!(messages.len(), 2, "{body}");
+    assert_eq!(messages[0]["method"], "notifications/message", "{body}");
+    assert_eq!(messages[0]["params"]["data"], "careful", "{body}");
+    assert_eq!(messages[1]["id"], 9, "{body}");
+    assert_eq!(messages[1]["result"]["isError"], false, "{body}");
     // An upstream's huge log message is cut in the merged log. (Its stderr copy is an
     // overlong line, which once ended the reading of the child's stderr: the `sleep
     // cancelled` lines below would never arrive.)
@@ -1574,7 +1662,157 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
             ("a__fail", "failed"),
             ("a__nope", "unknown_tool"),
             ("a__log", "ok"),
+            ("a__log", "ok"),
         ],
         "{audit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_call_goes_straight_to_an_http_upstream_with_logs_errors_timeouts_and_cancellation()
+{
+    // `web` declares logging, `quiet` does not.
+    let (_web, web_url, _) = http_upstream_with_stderr("127.0.0.1:0", "web", &[]).await;
+    let (_quiet, quiet_url, mut stderr) =
+        http_upstream_with_stderr("127.0.0.1:0", "quiet", &["--no-logging"]).await;
+    let config = format!(
+        "[gateway]\nprefix = \"always\"\n\n[servers.web]\nurl = {web_url:?}\n\n\
+         [servers.quiet]\nurl = {quiet_url:?}\ncall_timeout = \"500ms\"\n"
+    );
+    let gateway = gateway_hub(&config, &[]).await;
+    let address = gateway.hub.address.clone();
+    let mut events = Events::open(&address, None).await;
+    events.wait_state("web", "healthy").await;
+    events.wait_state("quiet", "healthy").await;
+    let session = RawSession::open(&address).await;
+
+    // The client's `_meta` reaches the upstream as it sent it: without the progress token
+    // rmcp's client adds to every request, so the call did not go through rmcp's client.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let answer = loop {
+        let (kind, answer) = session
+            .call_with_meta(1, "quiet__meta", json!({}), json!({"trace": "t1"}))
+            .await;
+        if kind == "application/json" || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"],
+        json!({"trace": "t1"}),
+        "{answer}"
+    );
+    // A REST call has no client awaiting log messages: it goes the short way to `web` too.
+    let (status, body) = post_json(
+        &address,
+        "/api/tools/web__meta/execute",
+        None,
+        json!({"arguments": {}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"], json!({}), "{body}");
+    // An MCP client of `web`, which may log, gets rmcp's way (which keeps the upstream's log
+    // messages ahead of the answer): there rmcp adds its token.
+    let (_, answer) = session
+        .call_with_meta(2, "web__meta", json!({}), json!({"trace": "t2"}))
+        .await;
+    let meta = &answer["result"]["structuredContent"];
+    assert_eq!(meta["trace"], "t2", "{answer}");
+    assert!(meta.get("progressToken").is_some(), "{answer}");
+
+    // What `web` logs during the call comes to the client on the call's stream, ahead of the
+    // answer, and goes to the merged log. (rmcp servers send log messages on the session's
+    // own stream, so the protocol itself does not order them with the answer; the stdio test
+    // above shows the order strictly.)
+    let (kind, body) = session
+        .call_raw(
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "web__log", "arguments": {"level": "warning", "message": "careful"}}}),
+        )
+        .await;
+    let messages = messages_of(&kind, &body);
+    let answer = messages.last().unwrap();
+    assert_eq!(answer["id"], 3, "{body}");
+    assert_eq!(answer["result"]["isError"], false, "{body}");
+    if messages.len() > 1 {
+        assert_eq!(messages[0]["method"], "notifications/message", "{body}");
+        assert_eq!(messages[0]["params"]["data"], "careful", "{body}");
+    }
+    // `quiet` logs anyway: on the short way too, its message reaches the merged log.
+    let (_, answer) = session
+        .call(
+            4,
+            "quiet__log",
+            json!({"level": "warning", "message": "hush"}),
+        )
+        .await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, logs) = get_json(&address, "/api/logs?level=warning", None).await;
+        let text = logs["logs"].to_string();
+        if text.contains("careful") && text.contains("hush") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // On the short way: the upstream's JSON-RPC error passes through; a tool error stays a
+    // result.
+    let (_, answer) = session
+        .call(5, "quiet__fail", json!({"message": "no", "code": -32001}))
+        .await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    let (_, answer) = session
+        .call(6, "quiet__fail", json!({"message": "no"}))
+        .await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+
+    // A call that outlives its timeout fails naming the upstream, and is cancelled there.
+    let started = Instant::now();
+    let (_, answer) = session.call(7, "quiet__sleep", json!({"ms": 5000})).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let text = answer.to_string();
+    assert!(text.contains("did not answer within 500 ms"), "{answer}");
+    assert!(text.contains("quiet"), "{answer}");
+    stderr_says(&mut stderr, "sleep cancelled").await;
+
+    // A client's `notifications/cancelled` reaches the upstream.
+    let sleeping = {
+        let (url, id) = (session.url.clone(), session.id.clone());
+        tokio::spawn(async move {
+            RawSession { url, id }
+                .call(8, "quiet__sleep", json!({"ms": 400}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await; // Let the call reach the upstream.
+    let response = session
+        .post(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 8, "reason": "changed my mind"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    stderr_says(&mut stderr, "sleep cancelled").await;
+    let (_, answer) = tokio::time::timeout(WAIT, sleeping).await.unwrap().unwrap();
+    assert_eq!(answer["id"], 8);
+
+    // The calls are audited like any other.
+    let (_, audit) = get_json(&address, "/api/audit?limit=3", None).await;
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["cancelled", "timeout", "tool_error"],
+        "{audit}"
+    );
+    gateway.hub.stop().await;
 }

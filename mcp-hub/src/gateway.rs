@@ -8,6 +8,7 @@ mod audit;
 pub mod config;
 mod direct;
 mod events;
+mod http_call;
 mod logs;
 mod proxy;
 mod registry;
@@ -224,6 +225,9 @@ pub(crate) struct Downstream {
     pub(crate) session: u64,
     pub(crate) peer: Peer<RoleServer>,
     pub(crate) progress: Option<rmcp::model::ProgressToken>,
+    /// The call's own stream, when it has one the gateway writes (the short way): the
+    /// upstream's log messages during the call go there, ahead of the answer.
+    pub(crate) notes: Option<upstream::Notes>,
 }
 
 impl Gateway {
@@ -783,7 +787,7 @@ impl Core {
         let Some(server) = self.server(&route.server) else {
             return Err(CallError::UnknownTool(name));
         };
-        let Some((lane, peer)) = server.call_peer() else {
+        let Some(lane) = server.call_peer() else {
             let status = server.status();
             return Err(CallError::Unavailable {
                 server: route.server,
@@ -794,13 +798,45 @@ impl Core {
             });
         };
         params.name = route.name.clone().into();
+        let timeout = server.config.call_timeout;
+        let progress = downstream.as_ref().and_then(|d| d.progress.clone());
+        let mut route_guard = downstream.map(|d| self.relay.open(&server.id, d));
+        // A call without progress goes straight to an HTTP upstream's session, unless a
+        // client awaits the log messages of an upstream that may log: rmcp servers send them
+        // on the session's own stream, which the protocol does not order with the call's
+        // answer, and only rmcp's way (both read by one worker, in the order they came) keeps
+        // them ahead of it. Measured through the conformance suite's logging check: a quarter
+        // of the short-way calls lost that race, none of rmcp's.
+        let relayed = route_guard.is_some();
+        let logs_awaited = relayed
+            && lane
+                .peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.logging.is_some());
+        let params = match (&lane.http, &progress) {
+            (Some(http), None) if !logs_awaited => match http.session() {
+                Some(session) => {
+                    let call = Plain {
+                        server: &server,
+                        name: &name,
+                        timeout,
+                        cancel: &cancel,
+                        relayed,
+                    };
+                    match call.send(http, session, params).await {
+                        Ok(outcome) => return outcome,
+                        Err(params) => *params,
+                    }
+                }
+                None => params,
+            },
+            _ => params,
+        };
         // The client's own `_meta` goes upstream; rmcp replaces the progress token with one of
         // its own, and the relay maps it back.
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        let timeout = server.config.call_timeout;
-        let mut route_guard =
-            downstream.map(|d| self.relay.open(&server.id, d.session, d.peer, d.progress));
-        let mut handle = match peer
+        let mut handle = match lane
+            .peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
         {
@@ -811,7 +847,7 @@ impl Core {
             }
         };
         if let Some(guard) = &mut route_guard {
-            guard.progress_token(lane, &handle.progress_token).await;
+            guard.progress_token(lane.id, &handle.progress_token).await;
         }
         let answered = tokio::select! {
             answered = tokio::time::timeout(timeout, &mut handle.rx) => answered,
@@ -824,19 +860,7 @@ impl Core {
             server.handling.settle(NOTIFICATIONS_SETTLE).await;
         }
         match answered {
-            Ok(Ok(Ok(ServerResult::CallToolResult(result)))) => {
-                Ok(CallToolResponse::Complete(result))
-            }
-            Ok(Ok(Ok(ServerResult::InputRequiredResult(result)))) => {
-                Ok(CallToolResponse::InputRequired(result))
-            }
-            Ok(Ok(Ok(ServerResult::CreateTaskResult(result)))) => {
-                Ok(CallToolResponse::Task(result))
-            }
-            Ok(Ok(Ok(_))) => Err(CallError::Upstream {
-                server: route.server,
-                message: "it answered tools/call with something else than a tool result".to_owned(),
-            }),
+            Ok(Ok(Ok(result))) => tool_response(&route.server, result),
             Ok(Ok(Err(rmcp::ServiceError::McpError(error)))) => Err(CallError::Refused {
                 server: route.server,
                 code: error.code.0,
@@ -884,6 +908,85 @@ impl Core {
             server: id.to_owned(),
             message,
         }
+    }
+}
+
+/// A plain call (no progress) on the short way to an HTTP upstream (see [`http_call`]).
+struct Plain<'a> {
+    server: &'a Supervised,
+    name: &'a str,
+    timeout: Duration,
+    cancel: &'a CancellationToken,
+    /// Whether the upstream's log messages are relayed to a client.
+    relayed: bool,
+}
+
+impl Plain<'_> {
+    /// The call's outcome, or its parameters back when it must go rmcp's way (the upstream
+    /// no longer knew the session: rmcp recovers it).
+    async fn send(
+        self,
+        http: &Arc<http_call::HttpLane>,
+        session: http_call::Session,
+        params: CallToolRequestParams,
+    ) -> Result<Result<CallToolResponse, CallError>, Box<CallToolRequestParams>> {
+        let server = self.server;
+        let id = http.next_id();
+        let answered = tokio::select! {
+            answered = tokio::time::timeout(self.timeout, http.call(&session, &id, params)) => answered,
+            () = self.cancel.cancelled() => {
+                http.cancel(session, id, "the client cancelled the call".to_owned());
+                return Ok(Err(CallError::Cancelled));
+            }
+        };
+        // What the upstream sent on the session's own stream and rmcp has read goes to the
+        // client first (an upstream that declares no logging may still send some).
+        if self.relayed {
+            server.handling.settle(NOTIFICATIONS_SETTLE).await;
+        }
+        let id_of = || server.id.to_string();
+        Ok(match answered {
+            Ok(Ok(result)) => tool_response(&server.id, result),
+            Ok(Err(http_call::Failure::Refused(error))) => Err(CallError::Refused {
+                server: id_of(),
+                code: error.code.0,
+                message: error.message.to_string(),
+                data: error.data,
+            }),
+            Ok(Err(http_call::Failure::Expired(params))) => return Err(params),
+            Ok(Err(http_call::Failure::Broken(message))) => {
+                server.suspect();
+                Err(CallError::Upstream {
+                    server: id_of(),
+                    message,
+                })
+            }
+            Err(_) => {
+                http.cancel(
+                    session,
+                    id,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                );
+                Err(CallError::Timeout {
+                    server: id_of(),
+                    tool: self.name.to_owned(),
+                    after: self.timeout,
+                })
+            }
+        })
+    }
+}
+
+/// An upstream's answer to `tools/call`, as the gateway passes it on.
+fn tool_response(server: &str, result: ServerResult) -> Result<CallToolResponse, CallError> {
+    match result {
+        ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+        ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+        ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+        _ => Err(CallError::Upstream {
+            server: server.to_owned(),
+            message: "it answered tools/call with something else than a tool result".to_owned(),
+        }),
     }
 }
 

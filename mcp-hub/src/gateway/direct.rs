@@ -13,6 +13,10 @@
 //! A `notifications/cancelled` for a call answered here is handled here too. A client that
 //! drops the HTTP request cancels its call: the upstream is told and the audit records it.
 
+// MCP logging is deprecated (SEP-2577), but 2025-11-25 servers still send log messages, and
+// their clients still want them.
+#![allow(deprecated)]
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -27,10 +31,15 @@ use axum::{
 };
 use rmcp::{
     RoleServer,
-    model::{CallToolRequestParams, RequestId, ServerJsonRpcMessage, ServerResult},
+    model::{
+        CallToolRequestParams, LoggingMessageNotification, LoggingMessageNotificationParam,
+        RequestId, ServerJsonRpcMessage, ServerNotification, ServerResult,
+    },
     service::Peer,
 };
 use serde::Deserialize;
+use std::pin::Pin;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{CallError, Caller, Core, Downstream};
@@ -130,12 +139,7 @@ pub(crate) async fn intercept(
         Plain::Call { id, params } => {
             let caller =
                 Caller::from_principal(parts.extensions.get::<mcp_core::auth::Principal>());
-            let downstream = Downstream {
-                session,
-                peer,
-                progress: None,
-            };
-            call(&core, &http_session, caller, id, params, downstream).await
+            call(&core, &http_session, caller, id, params, session, peer).await
         }
         Plain::Cancelled { request } => {
             let key = (http_session, request);
@@ -272,30 +276,180 @@ fn plain(body: &Bytes, headers: &HeaderMap) -> Option<Plain> {
 }
 
 /// Routes the call, findable by `notifications/cancelled` while it runs; a client that goes
-/// away cancels it (see [`Core::call_detached`]).
+/// away cancels it (see [`Core::call_detached`]). A call that finishes before the upstream
+/// logs anything is answered with one JSON body. Once the upstream logs during the call, the
+/// answer becomes an SSE stream: the log messages as they come, then the answer, so the
+/// client has them all before its result (as on rmcp's way, where they share the request's
+/// stream).
 async fn call(
     core: &Arc<Core>,
     http_session: &str,
     caller: Caller,
     id: RequestId,
     params: CallToolRequestParams,
-    downstream: Downstream,
+    session: u64,
+    peer: Peer<RoleServer>,
 ) -> Response {
     let cancel = CancellationToken::new();
     let key = (
         http_session.to_owned(),
         serde_json::to_string(&id).unwrap_or_default(),
     );
-    let _in_flight = InFlight::register(core.clone(), key, cancel.clone());
-    let outcome = core
-        .call_detached(&caller, params, Some(downstream), cancel, "mcp")
-        .await;
-    let message = match outcome.map_err(CallError::into_mcp) {
+    let in_flight = InFlight::register(core.clone(), key, cancel.clone());
+    let (notes, mut logged) = mpsc::channel(NOTES);
+    let downstream = Downstream {
+        session,
+        peer,
+        progress: None,
+        notes: Some(notes),
+    };
+    let routed = {
+        let core = core.clone();
+        async move {
+            core.call_detached(&caller, params, Some(downstream), cancel, "mcp")
+                .await
+        }
+    };
+    let mut routed: Pin<Box<dyn Future<Output = Outcome> + Send>> = Box::pin(routed);
+    let first = tokio::select! {
+        biased;
+        outcome = &mut routed => {
+            // What was logged before the answer still goes first.
+            match logged.try_recv() {
+                Ok(first) => Streamed::Ending { first: Some(first), outcome, logged, id },
+                Err(_) => return json(&answer(outcome, id)),
+            }
+        }
+        Some(first) = logged.recv() => Streamed::Streaming { first: Some(first), routed, logged, id, _in_flight: in_flight },
+    };
+    let stream = futures_util::stream::unfold(first, next_chunk);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// How many log messages of one call may wait for its client to read them.
+const NOTES: usize = 64;
+
+type Outcome = Result<super::CallToolResponse, CallError>;
+
+/// The state of a call answered as an SSE stream.
+enum Streamed {
+    /// The call runs; log messages are sent as they come.
+    Streaming {
+        first: Option<LoggingMessageNotificationParam>,
+        routed: Pin<Box<dyn Future<Output = Outcome> + Send>>,
+        logged: mpsc::Receiver<LoggingMessageNotificationParam>,
+        id: RequestId,
+        /// Keeps the call findable by `notifications/cancelled`; dropping the stream (the
+        /// client hung up) drops `routed`, which cancels the call.
+        _in_flight: InFlight,
+    },
+    /// The call is answered: the log messages still queued, then the answer.
+    Ending {
+        first: Option<LoggingMessageNotificationParam>,
+        outcome: Outcome,
+        logged: mpsc::Receiver<LoggingMessageNotificationParam>,
+        id: RequestId,
+    },
+    Done,
+}
+
+async fn next_chunk(
+    state: Streamed,
+) -> Option<(Result<Bytes, std::convert::Infallible>, Streamed)> {
+    match state {
+        Streamed::Streaming {
+            mut first,
+            mut routed,
+            mut logged,
+            id,
+            _in_flight,
+        } => {
+            if let Some(note) = first.take() {
+                let chunk = event(&log_message(note));
+                return Some((
+                    Ok(chunk),
+                    Streamed::Streaming {
+                        first,
+                        routed,
+                        logged,
+                        id,
+                        _in_flight,
+                    },
+                ));
+            }
+            tokio::select! {
+                biased;
+                Some(note) = logged.recv() => Some((
+                    Ok(event(&log_message(note))),
+                    Streamed::Streaming { first, routed, logged, id, _in_flight },
+                )),
+                outcome = &mut routed => {
+                    let mut chunk = Vec::new();
+                    while let Ok(note) = logged.try_recv() {
+                        chunk.extend_from_slice(&event(&log_message(note)));
+                    }
+                    chunk.extend_from_slice(&event(&answer(outcome, id)));
+                    Some((Ok(Bytes::from(chunk)), Streamed::Done))
+                }
+            }
+        }
+        Streamed::Ending {
+            first,
+            outcome,
+            mut logged,
+            id,
+        } => {
+            let mut chunk = Vec::new();
+            for note in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| logged.try_recv().ok()))
+            {
+                chunk.extend_from_slice(&event(&log_message(note)));
+            }
+            chunk.extend_from_slice(&event(&answer(outcome, id)));
+            Some((Ok(Bytes::from(chunk)), Streamed::Done))
+        }
+        Streamed::Done => None,
+    }
+}
+
+fn log_message(params: LoggingMessageNotificationParam) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::notification(ServerNotification::LoggingMessageNotification(
+        LoggingMessageNotification::new(params),
+    ))
+}
+
+/// The JSON-RPC answer to the call.
+fn answer(outcome: Outcome, id: RequestId) -> ServerJsonRpcMessage {
+    match outcome.map_err(CallError::into_mcp) {
         Ok(response) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
         Err(Ok(result)) => ServerJsonRpcMessage::response(ServerResult::CallToolResult(result), id),
         Err(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
-    };
-    match serde_json::to_vec(&message) {
+    }
+}
+
+/// One SSE event carrying `message`.
+fn event(message: &ServerJsonRpcMessage) -> Bytes {
+    let mut chunk = b"data: ".to_vec();
+    // Serializing the protocol's own types does not fail; should it, the event is empty and
+    // the client's read of the stream tells it the call went wrong.
+    let _ = serde_json::to_writer(&mut chunk, message);
+    chunk.extend_from_slice(b"\n\n");
+    Bytes::from(chunk)
+}
+
+fn json(message: &ServerJsonRpcMessage) -> Response {
+    match serde_json::to_vec(message) {
         Ok(body) => (
             [(
                 header::CONTENT_TYPE,

@@ -206,6 +206,7 @@ impl ServerHandler for GatewayServer {
             session: self.session,
             peer: context.peer.clone(),
             progress: context.meta.get_progress_token(),
+            notes: None,
         };
         match self
             .core

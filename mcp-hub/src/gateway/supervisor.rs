@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Core,
     config::{Transport, UpstreamConfig},
+    http_call::HttpLane,
     logs::{LogLevel, LogSource},
     registry::Listing,
     upstream::{self, Connection, UpstreamClient, describe_exit},
@@ -98,7 +99,7 @@ pub(crate) struct Supervised {
     peer: RwLock<Option<Peer<RoleClient>>>,
     /// The sessions `tools/call` goes out on, by lane: the primary session (lane 0) and the
     /// extra ones that are open (see [`UpstreamConfig::sessions`]).
-    lanes: RwLock<Vec<(u32, Peer<RoleClient>)>>,
+    lanes: RwLock<Vec<Lane>>,
     next_lane: std::sync::atomic::AtomicUsize,
     /// The log level a client last asked of this upstream, given again to every session that
     /// opens (a restart, an extra session).
@@ -117,6 +118,15 @@ pub(crate) struct Supervised {
     stop: CancellationToken,
     /// Cancelled when its task has ended: its session is closed and its child reaped.
     finished: CancellationToken,
+}
+
+/// A session calls go out on.
+#[derive(Clone)]
+pub(crate) struct Lane {
+    pub(crate) id: u32,
+    pub(crate) peer: Peer<RoleClient>,
+    /// The short way for plain calls, on an HTTP upstream.
+    pub(crate) http: Option<Arc<HttpLane>>,
 }
 
 enum End {
@@ -195,7 +205,7 @@ impl Supervised {
     }
 
     /// A session to send a call on, and its lane: the open sessions in turn.
-    pub(crate) fn call_peer(&self) -> Option<(u32, Peer<RoleClient>)> {
+    pub(crate) fn call_peer(&self) -> Option<Lane> {
         let lanes = self.lanes.read().unwrap_or_else(|p| p.into_inner());
         if lanes.is_empty() {
             return None;
@@ -215,7 +225,7 @@ impl Supervised {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(_, peer)| peer.clone())
+            .map(|lane| lane.peer.clone())
             .collect();
         for peer in peers {
             self.give_log_level(&peer).await;
@@ -430,7 +440,11 @@ impl Supervised {
         connection: Connection,
         control: &mut mpsc::Receiver<Control>,
     ) -> End {
-        let Connection { session, mut child } = connection;
+        let Connection {
+            session,
+            mut child,
+            http,
+        } = connection;
         let peer = session.peer().clone();
         let closer = session.cancellation_token();
         let mut ended = std::pin::pin!(session.waiting());
@@ -480,7 +494,11 @@ impl Supervised {
             }
             self.give_log_level(&peer).await;
             *self.peer.write().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
-            *self.lanes.write().unwrap_or_else(|p| p.into_inner()) = vec![(0, peer.clone())];
+            *self.lanes.write().unwrap_or_else(|p| p.into_inner()) = vec![Lane {
+                id: 0,
+                peer: peer.clone(),
+                http,
+            }];
             for lane in 1..self.config.sessions {
                 let stop = pool.child_token();
                 let lane = u32::try_from(lane).unwrap_or(u32::MAX);
@@ -583,13 +601,21 @@ impl Supervised {
                 () = stop.cancelled() => return,
             };
             match connected {
-                Ok(Connection { session, child }) => {
+                Ok(Connection {
+                    session,
+                    child,
+                    http,
+                }) => {
                     let closer = session.cancellation_token();
                     self.give_log_level(session.peer()).await;
                     {
                         let mut lanes = self.lanes.write().unwrap_or_else(|p| p.into_inner());
                         if !stop.is_cancelled() {
-                            lanes.push((lane, session.peer().clone()));
+                            lanes.push(Lane {
+                                id: lane,
+                                peer: session.peer().clone(),
+                                http,
+                            });
                         }
                     }
                     let mut ended = std::pin::pin!(session.waiting());
@@ -600,7 +626,7 @@ impl Supervised {
                     self.lanes
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .retain(|(l, _)| *l != lane);
+                        .retain(|l| l.id != lane);
                     if !gone {
                         closer.cancel();
                         let _ = tokio::time::timeout(EXIT_GRACE, &mut ended).await;

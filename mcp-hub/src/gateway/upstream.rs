@@ -40,6 +40,7 @@ use tokio::{
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::{
+    Downstream,
     config::Transport,
     logs::{LogBook, LogLevel, LogSource},
 };
@@ -66,6 +67,8 @@ pub(crate) trait Upstream: Send + Sync {
 pub(crate) struct Connection {
     pub(crate) session: RunningService<RoleClient, UpstreamClient>,
     pub(crate) child: Option<OwnedChild>,
+    /// For an HTTP upstream, the short way plain calls take on this session.
+    pub(crate) http: Option<Arc<super::http_call::HttpLane>>,
 }
 
 /// A child process the gateway started. Dropping it kills it; [`OwnedChild::stop`] and
@@ -260,6 +263,96 @@ where
 }
 
 impl UpstreamClient {
+    /// Asks the calling client to sample for the upstream.
+    pub(crate) async fn sample(
+        &self,
+        params: CreateMessageRequestParams,
+    ) -> Result<CreateMessageResult, McpError> {
+        let peer = self.caller("sampling")?;
+        match peer
+            .send_request(ServerRequest::CreateMessageRequest(
+                CreateMessageRequest::new(params),
+            ))
+            .await
+        {
+            Ok(ClientResult::CreateMessageResult(result)) => Ok(*result),
+            Ok(_) => Err(McpError::internal_error(
+                "the client answered sampling with something else",
+                None,
+            )),
+            Err(error) => Err(downstream_error(error)),
+        }
+    }
+
+    /// Asks the calling client to elicit for the upstream.
+    pub(crate) async fn elicit(
+        &self,
+        params: ElicitRequestParams,
+    ) -> Result<ElicitResult, McpError> {
+        let peer = self.caller("elicitation")?;
+        match peer
+            .send_request(ServerRequest::ElicitRequest(ElicitRequest::new(params)))
+            .await
+        {
+            Ok(ClientResult::ElicitResult(result)) => Ok(result),
+            Ok(_) => Err(McpError::internal_error(
+                "the client answered elicitation with something else",
+                None,
+            )),
+            Err(error) => Err(downstream_error(error)),
+        }
+    }
+
+    /// Answers a request the upstream sent on a call's stream (see [`super::http_call`]), as
+    /// rmcp's client would.
+    pub(crate) async fn answer(&self, request: ServerRequest) -> Result<ClientResult, McpError> {
+        match request {
+            ServerRequest::CreateMessageRequest(request) => self
+                .sample(request.params)
+                .await
+                .map(|result| ClientResult::CreateMessageResult(Box::new(result))),
+            ServerRequest::ElicitRequest(request) => self
+                .elicit(request.params)
+                .await
+                .map(ClientResult::ElicitResult),
+            ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
+            ServerRequest::ListRootsRequest(_) => Err(super::http_call::not_served("roots/list")),
+            ServerRequest::CustomRequest(request) => {
+                Err(super::http_call::not_served(&request.method))
+            }
+            _ => Err(super::http_call::not_served("this request")),
+        }
+    }
+
+    /// Passes on a resource update to the clients subscribed to it.
+    pub(crate) async fn resource_updated(&self, params: ResourceUpdatedNotificationParam) {
+        self.relay.resource_updated(&self.server, params).await;
+    }
+
+    /// Records an upstream's log message in the merged log and relays it to the clients with
+    /// a call in flight on the upstream.
+    pub(crate) async fn log_message(&self, params: LoggingMessageNotificationParam) {
+        let message = match &params.data {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        // The merged log keeps at most as much of a message as of a stderr line; the
+        // calling client still gets the message whole.
+        let message = if message.len() > MAX_STDERR_LINE {
+            format!(
+                "{} [message longer than 8 KiB cut]",
+                super::shorten(&message, MAX_STDERR_LINE / 4)
+            )
+        } else {
+            message
+        };
+        let level = LogLevel::from_mcp(params.level);
+        self.logs
+            .record(&self.server, level, LogSource::Mcp, message)
+            .await;
+        self.relay.forward_log(&self.server, params).await;
+    }
+
     fn caller(&self, what: &str) -> Result<rmcp::Peer<rmcp::RoleServer>, McpError> {
         self.relay.caller_of(&self.server).ok_or_else(|| {
             McpError::invalid_request(
@@ -294,20 +387,7 @@ impl ClientHandler for UpstreamClient {
         params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, McpError> {
-        let peer = self.caller("sampling")?;
-        match peer
-            .send_request(ServerRequest::CreateMessageRequest(
-                CreateMessageRequest::new(params),
-            ))
-            .await
-        {
-            Ok(ClientResult::CreateMessageResult(result)) => Ok(*result),
-            Ok(_) => Err(McpError::internal_error(
-                "the client answered sampling with something else",
-                None,
-            )),
-            Err(error) => Err(downstream_error(error)),
-        }
+        self.sample(params).await
     }
 
     async fn create_elicitation(
@@ -315,18 +395,7 @@ impl ClientHandler for UpstreamClient {
         params: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let peer = self.caller("elicitation")?;
-        match peer
-            .send_request(ServerRequest::ElicitRequest(ElicitRequest::new(params)))
-            .await
-        {
-            Ok(ClientResult::ElicitResult(result)) => Ok(result),
-            Ok(_) => Err(McpError::internal_error(
-                "the client answered elicitation with something else",
-                None,
-            )),
-            Err(error) => Err(downstream_error(error)),
-        }
+        self.elicit(params).await
     }
 
     async fn on_resource_updated(
@@ -334,7 +403,7 @@ impl ClientHandler for UpstreamClient {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.relay.resource_updated(&self.server, params).await;
+        self.resource_updated(params).await;
     }
 
     async fn on_progress(
@@ -352,25 +421,7 @@ impl ClientHandler for UpstreamClient {
         _context: NotificationContext<RoleClient>,
     ) {
         let _busy = self.handling.enter();
-        let message = match &params.data {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        // The merged log keeps at most as much of a message as of a stderr line; the
-        // calling client still gets the message whole.
-        let message = if message.len() > MAX_STDERR_LINE {
-            format!(
-                "{} [message longer than 8 KiB cut]",
-                super::shorten(&message, MAX_STDERR_LINE / 4)
-            )
-        } else {
-            message
-        };
-        let level = LogLevel::from_mcp(params.level);
-        self.logs
-            .record(&self.server, level, LogSource::Mcp, message)
-            .await;
-        self.relay.forward_log(&self.server, params).await;
+        self.log_message(params).await;
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -414,7 +465,12 @@ struct Route {
     peer: rmcp::Peer<rmcp::RoleServer>,
     /// The client's token, when it asked for progress.
     token: Option<ProgressToken>,
+    /// The call's own stream for log messages, when it has one.
+    notes: Option<Notes>,
 }
+
+/// Where the log messages of one call go when the gateway writes the call's stream itself.
+pub(crate) type Notes = tokio::sync::mpsc::Sender<LoggingMessageNotificationParam>;
 
 impl Route {
     async fn send_progress(&self, mut params: ProgressNotificationParam) {
@@ -485,13 +541,7 @@ impl ProgressRelay {
 
     /// Registers a call about to be sent to `server`, before it is sent: the upstream may log
     /// or ask for sampling as soon as it reads it.
-    pub(crate) fn open(
-        self: &Arc<Self>,
-        server: &Arc<str>,
-        session: u64,
-        peer: rmcp::Peer<rmcp::RoleServer>,
-        token: Option<ProgressToken>,
-    ) -> RouteGuard {
+    pub(crate) fn open(self: &Arc<Self>, server: &Arc<str>, downstream: Downstream) -> RouteGuard {
         let opened = self
             .opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -500,9 +550,10 @@ impl ProgressRelay {
             key.clone(),
             Route {
                 opened,
-                session,
-                peer,
-                token,
+                session: downstream.session,
+                peer: downstream.peer,
+                token: downstream.progress,
+                notes: downstream.notes,
             },
         );
         RouteGuard {
@@ -606,18 +657,31 @@ impl ProgressRelay {
     /// Upstream log messages are not tied to a request in the protocol: they go to every
     /// client with a call in flight on that upstream.
     async fn forward_log(&self, server: &str, params: LoggingMessageNotificationParam) {
-        let peers = {
+        let (peers, streams) = {
             let routes = self.lock();
             let mut peers: HashMap<u64, rmcp::Peer<rmcp::RoleServer>> = HashMap::new();
+            // A call's route is under its progress token too: one message per call.
+            let mut streams: HashMap<u64, Notes> = HashMap::new();
             for ((route_server, _), route) in routes.iter() {
-                if &**route_server == server {
-                    peers
-                        .entry(route.session)
-                        .or_insert_with(|| route.peer.clone());
+                if &**route_server != server {
+                    continue;
+                }
+                match &route.notes {
+                    Some(notes) => {
+                        streams.entry(route.opened).or_insert_with(|| notes.clone());
+                    }
+                    None => {
+                        peers
+                            .entry(route.session)
+                            .or_insert_with(|| route.peer.clone());
+                    }
                 }
             }
-            peers
+            (peers, streams)
         };
+        for notes in streams.into_values() {
+            let _ = notes.send(params.clone()).await;
+        }
         for peer in peers.into_values() {
             let _ = peer.notify_logging_message(params.clone()).await;
         }
@@ -694,6 +758,7 @@ impl Upstream for StdioUpstream {
             Ok(Ok(session)) => Ok(Connection {
                 session,
                 child: Some(owned),
+                http: None,
             }),
             Ok(Err(error)) => {
                 let tail = owned.stderr_tail();
@@ -814,14 +879,21 @@ impl Upstream for HttpUpstream {
         if let Some(token) = bearer_token {
             config = config.auth_header(token.clone());
         }
+        let inner = http_client()?;
+        let lane = super::http_call::HttpLane::new(url, inner.clone(), client.clone());
+        let learning = super::http_call::Learning {
+            inner,
+            lane: lane.clone(),
+        };
         let transport = counted(
-            StreamableHttpClientTransport::with_client(http_client()?, config),
+            StreamableHttpClientTransport::with_client(learning, config),
             client.handling.clone(),
         );
         match tokio::time::timeout(STARTUP_TIMEOUT, client.serve(transport)).await {
             Ok(Ok(session)) => Ok(Connection {
                 session,
                 child: None,
+                http: Some(lane),
             }),
             Ok(Err(error)) => {
                 // Errors quote the URL; its query or user part may hold a credential.

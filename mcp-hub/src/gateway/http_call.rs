@@ -1,0 +1,572 @@
+//! The short way out: a plain `tools/call` POSTed straight to a Streamable HTTP upstream.
+//!
+//! rmcp's client sends every request through its session worker: a channel to the worker, a
+//! task per request stream, a progress token added to the request, an SSE parser, a channel
+//! back. For a call whose client asked for no progress, the gateway POSTs the call itself on
+//! the same upstream session and reads the answer, JSON or SSE. The session id and the headers
+//! rmcp negotiated are learnt as rmcp sends `notifications/initialized` (again after rmcp
+//! recovers an expired session), through [`Learning`], the HTTP client rmcp's transport is
+//! given.
+//!
+//! What arrives on the call's stream before its answer is handled as rmcp's client handles
+//! it: log messages are recorded and relayed, sampling and elicitation are asked of the
+//! calling client and the answer POSTed back, list changes wake discovery. Sessions of the
+//! 2026-07-28 protocol (per-request headers) keep rmcp's way, and so does any call before the
+//! session is learnt. Unlike rmcp, a call whose stream breaks before its answer is not resumed
+//! with `Last-Event-ID`: it fails, naming the upstream, and the supervisor checks the upstream.
+
+// MCP logging is deprecated (SEP-2577), but 2025-11-25 servers still send log messages, and
+// their clients still want them.
+#![allow(deprecated)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::stream::BoxStream;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use rmcp::{
+    ErrorData as McpError,
+    model::{
+        CallToolRequest, CallToolRequestParams, CancelledNotification, CancelledNotificationParam,
+        ClientJsonRpcMessage, ClientNotification, ClientRequest, ErrorCode, NumberOrString,
+        RequestId, ServerJsonRpcMessage, ServerNotification, ServerResult,
+    },
+    transport::streamable_http_client::{
+        SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    },
+};
+use sse_stream::Sse;
+
+use super::upstream::UpstreamClient;
+
+/// The most of one answer (a JSON body or one SSE event) read: rmcp's own bound.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// How long the rest of a stream is read after its answer, so the connection can be reused.
+const DRAIN: Duration = Duration::from_millis(100);
+/// How long telling the upstream of a cancelled call may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The protocol versions whose sessions this way serves: an id, and the same headers on every
+/// request.
+const SESSION_VERSIONS: [&[u8]; 4] = [b"2024-11-05", b"2025-03-26", b"2025-06-18", b"2025-11-25"];
+
+/// An upstream session as rmcp negotiated it.
+#[derive(Clone)]
+pub(crate) struct Session {
+    id: HeaderValue,
+    headers: HeaderMap,
+    auth: Option<String>,
+}
+
+/// One HTTP session to an upstream (a lane), for calls that take the short way.
+pub(crate) struct HttpLane {
+    url: Arc<str>,
+    client: reqwest::Client,
+    notices: UpstreamClient,
+    session: Mutex<Option<Session>>,
+    next_id: AtomicU64,
+}
+
+/// How a call on the short way failed.
+pub(crate) enum Failure {
+    /// The upstream answered with a JSON-RPC error.
+    Refused(McpError),
+    /// The connection or the session failed; the sentence says how.
+    Broken(String),
+    /// The upstream no longer knows the session (HTTP 404), so the call was not made: rmcp's
+    /// way recovers the session, and the call goes that way.
+    Expired(Box<CallToolRequestParams>),
+}
+
+impl HttpLane {
+    pub(crate) fn new(url: &str, client: reqwest::Client, notices: UpstreamClient) -> Arc<Self> {
+        Arc::new(Self {
+            url: url.into(),
+            client,
+            notices,
+            session: Mutex::new(None),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The session, once rmcp has opened it (and when its protocol suits this way).
+    pub(crate) fn session(&self) -> Option<Session> {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A request id of this way's own: rmcp numbers its requests, so a string never collides.
+    pub(crate) fn next_id(&self) -> RequestId {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        NumberOrString::String(format!("hub-{n}").into())
+    }
+
+    /// What rmcp sends tells the session: `initialize` ends the one known, the
+    /// `notifications/initialized` after it names the new one.
+    fn learn(
+        &self,
+        message: &ClientJsonRpcMessage,
+        session_id: Option<&str>,
+        auth: Option<&str>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+    ) {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        match message {
+            ClientJsonRpcMessage::Request(request)
+                if matches!(request.request, ClientRequest::InitializeRequest(_)) =>
+            {
+                *session = None;
+            }
+            ClientJsonRpcMessage::Notification(notification)
+                if matches!(
+                    notification.notification,
+                    ClientNotification::InitializedNotification(_)
+                ) =>
+            {
+                let version = headers
+                    .get("mcp-protocol-version")
+                    .map_or(&b"2025-03-26"[..], HeaderValue::as_bytes);
+                *session = match (
+                    session_id.map(HeaderValue::from_str),
+                    SESSION_VERSIONS.contains(&version),
+                ) {
+                    (Some(Ok(id)), true) => Some(Session {
+                        id,
+                        headers: headers
+                            .iter()
+                            .filter(|(name, _)| !matches!(name.as_str(), "mcp-method" | "mcp-name"))
+                            .map(|(name, value)| (name.clone(), value.clone()))
+                            .collect(),
+                        auth: auth.map(str::to_owned),
+                    }),
+                    _ => None,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets a session the upstream no longer knows; rmcp's way recovers it.
+    fn forget(&self, gone: &Session) {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if session.as_ref().is_some_and(|s| s.id == gone.id) {
+            *session = None;
+        }
+    }
+
+    async fn post(
+        &self,
+        session: &Session,
+        message: &ClientJsonRpcMessage,
+    ) -> Result<reqwest::Response, Failure> {
+        let body = serde_json::to_vec(message)
+            .map_err(|e| Failure::Broken(format!("the call could not be encoded: {e}")))?;
+        let mut request = self
+            .client
+            .post(&*self.url)
+            .headers(session.headers.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .header("mcp-session-id", session.id.clone())
+            .body(body);
+        if let Some(token) = &session.auth {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| Failure::Broken(mcp_core::retry::error_chain(&e)))
+    }
+
+    /// Sends the call and reads its stream to the answer.
+    pub(crate) async fn call(
+        &self,
+        session: &Session,
+        id: &RequestId,
+        params: CallToolRequestParams,
+    ) -> Result<ServerResult, Failure> {
+        let message = ClientJsonRpcMessage::request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            id.clone(),
+        );
+        let mut response = self.post(session, &message).await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            self.forget(session);
+            if let ClientJsonRpcMessage::Request(request) = message
+                && let ClientRequest::CallToolRequest(call) = request.request
+            {
+                return Err(Failure::Expired(Box::new(call.params)));
+            }
+            return Err(Failure::Broken(
+                "it no longer knows the gateway's session (HTTP 404)".to_owned(),
+            ));
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if !status.is_success() || status.as_u16() == 202 || status.as_u16() == 204 || !is_sse {
+            let body = read_all(&mut response).await?;
+            if let Ok(message) = serde_json::from_slice::<ServerJsonRpcMessage>(&body)
+                && let Some(answer) = self.handle(session, id, message).await
+            {
+                return answer;
+            }
+            return Err(Failure::Broken(if status.is_success() {
+                format!("it answered the call with HTTP {status} and no result")
+            } else {
+                format!("it answered the call with HTTP {status}")
+            }));
+        }
+        let mut reader = SseReader::default();
+        loop {
+            while let Some(data) = reader.next_event() {
+                let Ok(message) = serde_json::from_str::<ServerJsonRpcMessage>(&data) else {
+                    // Priming events carry no data; anything else unreadable is skipped, as
+                    // rmcp's client does.
+                    continue;
+                };
+                if let Some(answer) = self.handle(session, id, message).await {
+                    // The stream ends after its answer: read that end, so the connection
+                    // goes back to the pool.
+                    let _ = tokio::time::timeout(DRAIN, async {
+                        while let Ok(Some(_)) = response.chunk().await {}
+                    })
+                    .await;
+                    return answer;
+                }
+            }
+            match response.chunk().await {
+                Ok(Some(chunk)) => reader.push(&chunk)?,
+                Ok(None) => {
+                    return Err(Failure::Broken(
+                        "it closed the call's stream without answering".to_owned(),
+                    ));
+                }
+                Err(error) => {
+                    return Err(Failure::Broken(format!(
+                        "the call's stream broke: {}",
+                        mcp_core::retry::error_chain(&error)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// One message of the call's stream: the answer, or something to pass on.
+    async fn handle(
+        &self,
+        session: &Session,
+        id: &RequestId,
+        message: ServerJsonRpcMessage,
+    ) -> Option<Result<ServerResult, Failure>> {
+        match message {
+            ServerJsonRpcMessage::Response(response) if response.id == *id => {
+                Some(Ok(response.result))
+            }
+            ServerJsonRpcMessage::Error(error) if error.id.as_ref() == Some(id) => {
+                Some(Err(Failure::Refused(error.error)))
+            }
+            ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_) => None,
+            ServerJsonRpcMessage::Notification(notification) => {
+                match notification.notification {
+                    ServerNotification::LoggingMessageNotification(log) => {
+                        self.notices.log_message(log.params).await;
+                    }
+                    ServerNotification::ResourceUpdatedNotification(updated) => {
+                        self.notices.resource_updated(updated.params).await;
+                    }
+                    ServerNotification::ToolListChangedNotification(_)
+                    | ServerNotification::PromptListChangedNotification(_)
+                    | ServerNotification::ResourceListChangedNotification(_) => {
+                        self.notices.changed.notify_one();
+                    }
+                    // No progress token was sent, so no progress is routed.
+                    _ => {}
+                }
+                None
+            }
+            ServerJsonRpcMessage::Request(request) => {
+                let answer = match self.notices.answer(request.request).await {
+                    Ok(result) => ClientJsonRpcMessage::response(result, request.id),
+                    Err(error) => ClientJsonRpcMessage::error(error, Some(request.id)),
+                };
+                // The upstream waits for this answer before it goes on with the call; if it
+                // cannot be delivered, the call's own stream says what happened next.
+                if let Ok(response) = self.post(session, &answer).await
+                    && !response.status().is_success()
+                {
+                    tracing::debug!(status = %response.status(), "an answer to the upstream's request was refused");
+                }
+                None
+            }
+        }
+    }
+
+    /// Tells the upstream a call is cancelled, in the background and bounded.
+    pub(crate) fn cancel(self: &Arc<Self>, session: Session, id: RequestId, reason: String) {
+        let lane = self.clone();
+        tokio::spawn(async move {
+            let params = CancelledNotificationParam::new(Some(id), Some(reason));
+            let message = ClientJsonRpcMessage::notification(
+                ClientNotification::CancelledNotification(CancelledNotification::new(params)),
+            );
+            let _ = tokio::time::timeout(CANCEL_TIMEOUT, lane.post(&session, &message)).await;
+        });
+    }
+}
+
+async fn read_all(response: &mut reqwest::Response) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_MESSAGE {
+                    return Err(Failure::Broken(
+                        "its answer is larger than 16 MiB".to_owned(),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => {
+                return Err(Failure::Broken(format!(
+                    "its answer could not be read: {}",
+                    mcp_core::retry::error_chain(&error)
+                )));
+            }
+        }
+    }
+}
+
+/// Server-Sent Events, as far as a call's stream needs them: each event's `data` lines.
+#[derive(Default)]
+struct SseReader {
+    buffer: Vec<u8>,
+    /// How far the buffer has been searched for the end of an event.
+    searched: usize,
+}
+
+impl SseReader {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        if self.buffer.len() + chunk.len() > MAX_MESSAGE {
+            return Err(Failure::Broken(
+                "an event of its answer is larger than 16 MiB".to_owned(),
+            ));
+        }
+        self.buffer.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The data of the next complete event, when one is buffered.
+    fn next_event(&mut self) -> Option<String> {
+        loop {
+            let end = self.event_end()?;
+            let event: Vec<u8> = self.buffer.drain(..end).collect();
+            self.searched = 0;
+            let mut data: Option<String> = None;
+            for line in event.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let Some(value) = line.strip_prefix(b"data") else {
+                    continue;
+                };
+                let value = match value {
+                    [] => &[][..],
+                    [b':', b' ', rest @ ..] | [b':', rest @ ..] => rest,
+                    _ => continue, // a field named data-something
+                };
+                let text = String::from_utf8_lossy(value);
+                match &mut data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(&text);
+                    }
+                    None => data = Some(text.into_owned()),
+                }
+            }
+            if let Some(data) = data {
+                return Some(data);
+            }
+        }
+    }
+
+    /// Where the first event ends (past its blank line): `\n\n` or `\n\r\n`.
+    fn event_end(&mut self) -> Option<usize> {
+        let from = self.searched.saturating_sub(2);
+        let buffer = &self.buffer[from..];
+        for (i, &byte) in buffer.iter().enumerate() {
+            if byte != b'\n' {
+                continue;
+            }
+            match &buffer[i + 1..] {
+                [b'\n', ..] => return Some(from + i + 2),
+                [b'\r', b'\n', ..] => return Some(from + i + 3),
+                _ => {}
+            }
+        }
+        self.searched = self.buffer.len();
+        None
+    }
+}
+
+/// The HTTP client given to rmcp's transport: reqwest's, learning the session as rmcp
+/// negotiates it.
+#[derive(Clone)]
+pub(crate) struct Learning {
+    pub(crate) inner: reqwest::Client,
+    pub(crate) lane: Arc<HttpLane>,
+}
+
+type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
+type StreamResult =
+    Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<reqwest::Error>>;
+
+impl StreamableHttpClient for Learning {
+    type Error = reqwest::Error;
+
+    fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> impl Future<Output = PostResult> + Send + '_ {
+        self.lane.learn(
+            &message,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &custom_headers,
+        );
+        self.inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+    }
+
+    fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> impl Future<Output = PostResult> + Send + '_ {
+        self.lane.learn(
+            &message,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &custom_headers,
+        );
+        self.inner.post_message_with_max_sse_event_size(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            max_sse_event_size,
+        )
+    }
+
+    fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> impl Future<Output = Result<(), StreamableHttpError<reqwest::Error>>> + Send + '_ {
+        *self.lane.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+    }
+
+    fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> impl Future<Output = StreamResult> + Send + '_ {
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+    }
+
+    fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> impl Future<Output = StreamResult> + Send + '_ {
+        self.inner.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            custom_headers,
+            max_sse_event_size,
+        )
+    }
+}
+
+/// The error a method the gateway's client does not serve gets.
+pub(crate) fn not_served(method: &str) -> McpError {
+    McpError::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("the gateway does not serve {method}"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(chunks: &[&str]) -> Vec<String> {
+        let mut reader = SseReader::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            reader.push(chunk.as_bytes()).ok();
+            while let Some(data) = reader.next_event() {
+                out.push(data);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_are_read_across_chunks_and_line_endings() {
+        // A priming event with empty data, an event split across chunks, CRLF lines,
+        // multi-line data, comments and other fields, and an unfinished event at the end.
+        let got = events(&[
+            "id: 0\ndata:\n\n",
+            ": comment\nevent: message\nid: 1\nda",
+            "ta: {\"a\":1}\n",
+            "\n",
+            "data: x\r\ndata:y\r\n\r\n",
+            "retry: 10\n\n",
+            "data: unfinished\n",
+        ]);
+        assert_eq!(got, vec!["", "{\"a\":1}", "x\ny"]);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_bound_is_refused() {
+        let mut reader = SseReader::default();
+        let big = vec![b'a'; MAX_MESSAGE];
+        assert!(reader.push(&big).is_ok());
+        assert!(matches!(reader.push(b"b"), Err(Failure::Broken(_))));
+    }
+}
