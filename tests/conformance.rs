@@ -1,7 +1,7 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`, run by
 //! `scripts/conformance.sh` on Node 22) against our conformance server, once directly and once
-//! through the gateway (`mcp-hub serve --config` with that server as a stdio upstream): the
-//! gateway must pass exactly what the server passes.
+//! through the gateway (`mcp-hub serve --config` with that server as a stdio upstream, and
+//! again as a Streamable HTTP upstream): the gateway must pass exactly what the server passes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A failed unwrap is a failed test here.
 
@@ -103,19 +103,39 @@ async fn the_gateway_passes_exactly_what_the_server_passes() {
         .expect("the server prints its address");
     let url = line.strip_prefix("listening on ").unwrap().to_owned();
     let alone = suite(&url).await;
+
+    // `never`: the suite calls its tools by their own names.
+    let stdio = format!(
+        "[gateway]\nprefix = \"never\"\n\n[servers.conformance]\ncommand = {:?}\nargs = [\"stdio\"]\n",
+        server.display().to_string()
+    );
+    let through_stdio = through_gateway(&stdio).await;
+    let http = format!("[gateway]\nprefix = \"never\"\n\n[servers.conformance]\nurl = {url:?}\n");
+    let through_http = through_gateway(&http).await;
     direct.kill().await.unwrap();
 
+    eprintln!(
+        "conformance directly: {alone:?}; through the gateway, stdio upstream: {through_stdio:?}, HTTP upstream: {through_http:?}"
+    );
+    assert!(
+        alone.total > 0 && alone.failed == 0,
+        "the server itself: {alone:?}"
+    );
+    assert_eq!(
+        through_stdio, alone,
+        "the gateway passes what the server passes (stdio upstream)"
+    );
+    assert_eq!(
+        through_http, alone,
+        "the gateway passes what the server passes (HTTP upstream)"
+    );
+}
+
+/// The suite against a hub serving `hub_toml`.
+async fn through_gateway(hub_toml: &str) -> Counts {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.toml");
-    // `never`: the suite calls its tools by their own names.
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nprefix = \"never\"\n\n[servers.conformance]\ncommand = {:?}\nargs = [\"stdio\"]\n",
-            server.display().to_string()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, hub_toml).unwrap();
     let hub = support::spawn_hub(
         &[
             "--database-url",
@@ -126,13 +146,7 @@ async fn the_gateway_passes_exactly_what_the_server_passes() {
         &[],
     )
     .await;
-    let through = suite(&format!("http://{}/mcp", hub.address)).await;
+    let counts = suite(&format!("http://{}/mcp", hub.address)).await;
     hub.stop().await;
-
-    eprintln!("conformance directly: {alone:?}; through the gateway: {through:?}");
-    assert!(
-        alone.total > 0 && alone.failed == 0,
-        "the server itself: {alone:?}"
-    );
-    assert_eq!(through, alone, "the gateway passes what the server passes");
+    counts
 }
