@@ -3,7 +3,9 @@
 //! - **proxy overhead**: `tools/call echo` on an `echo_upstream` over Streamable HTTP, directly
 //!   and through `mcp-hub serve --config` (the same upstream behind it), in the same run:
 //!   latency of one call at a time (alternating blocks, so drift hits both alike) and
-//!   throughput with many connections;
+//!   throughput with many connections; once with an upstream that declares logging (the hub
+//!   calls it through rmcp's client, which keeps its log messages ahead of the answer) and
+//!   once with one that does not (the hub POSTs the call itself);
 //! - **discovery**: a gateway (embedded, as a library user runs it) connecting to 20 running
 //!   HTTP upstreams and listing their tools, prompts and resources, until the catalog holds
 //!   all of them; then all 20 changing their tools at once (`list_changed`) until every
@@ -72,9 +74,13 @@ fn echo_upstream() -> anyhow::Result<PathBuf> {
 }
 
 /// An `echo_upstream http` and its `host:port`.
-async fn spawn_upstream(name: &str) -> anyhow::Result<(tokio::process::Child, String)> {
+async fn spawn_upstream(
+    name: &str,
+    extra_args: &[&str],
+) -> anyhow::Result<(tokio::process::Child, String)> {
     let mut child = tokio::process::Command::new(echo_upstream()?)
         .args(["http", "--listen", "127.0.0.1:0", "--name", name])
+        .args(extra_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -90,32 +96,82 @@ async fn spawn_upstream(name: &str) -> anyhow::Result<(tokio::process::Child, St
 }
 
 async fn run(calls: usize, connections: usize, duration: Duration) -> anyhow::Result<()> {
-    let (upstream, upstream_at) = spawn_upstream("web").await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!("[servers.web]\nurl = \"http://{upstream_at}/mcp\"\n"),
-    )?;
-    let (hub, hub_at) = support::spawn_listening(
-        tokio::process::Command::new(HUB)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                "memory:",
-            ])
-            .arg("--config")
-            .arg(&config)
-            .env("MCP_HUB_LOG", "info"),
-        support::Announces::OnStderr,
-    )
-    .await?;
-    wait_healthy(&hub_at, 1).await?;
+    // The gateway sends a plain call straight to an HTTP upstream's session, except when an
+    // MCP client awaits the log messages of an upstream that declares logging: that call goes
+    // through rmcp's client, which keeps them ahead of the answer. Both are measured.
+    for (what, extra_args) in [
+        (
+            "an upstream that declares logging (rmcp's way out)",
+            &[][..],
+        ),
+        (
+            "an upstream that declares no logging (the short way out)",
+            &["--no-logging"][..],
+        ),
+    ] {
+        println!("# {what}\n");
+        let (upstream, upstream_at) = spawn_upstream("web", extra_args).await?;
+        let hub = HubProcess::start(&upstream_at).await?;
+        proxy(calls, connections, duration, &upstream, &upstream_at, &hub).await?;
+        if extra_args.is_empty() {
+            delivery(&hub.address).await?;
+        }
+        println!();
+    }
+    discovery().await?;
+    Ok(())
+}
 
+/// `mcp-hub serve` with one HTTP upstream.
+struct HubProcess {
+    child: tokio::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl HubProcess {
+    async fn start(upstream_at: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("hub.toml");
+        std::fs::write(
+            &config,
+            format!("[servers.web]\nurl = \"http://{upstream_at}/mcp\"\n"),
+        )?;
+        let (child, address) = support::spawn_listening(
+            tokio::process::Command::new(HUB)
+                .args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--database-url",
+                    "memory:",
+                ])
+                .arg("--config")
+                .arg(&config)
+                .env("MCP_HUB_LOG", "info"),
+            support::Announces::OnStderr,
+        )
+        .await?;
+        wait_healthy(&address, 1).await?;
+        Ok(Self {
+            child,
+            address,
+            _dir: dir,
+        })
+    }
+}
+
+async fn proxy(
+    calls: usize,
+    connections: usize,
+    duration: Duration,
+    upstream: &tokio::process::Child,
+    upstream_at: &str,
+    hub: &HubProcess,
+) -> anyhow::Result<()> {
+    let hub_at = &hub.address;
     println!("## proxy overhead: tools/call echo, one call at a time ({calls} per side)");
-    let (direct, through) = sequential(&upstream_at, &hub_at, calls).await?;
+    let (direct, through) = sequential(upstream_at, hub_at, calls).await?;
     println!("{:<28} {:>9} {:>9} {:>9}", "", "p50 ms", "p90 ms", "p99 ms");
     for (name, h) in [("direct", &direct), ("through the hub", &through)] {
         println!(
@@ -135,9 +191,9 @@ async fn run(calls: usize, connections: usize, duration: Duration) -> anyhow::Re
         "\n## proxy throughput: {connections} connections, {}s per row",
         duration.as_secs()
     );
-    let processes = [upstream.id(), hub.id(), None];
-    let direct_rate = load(&upstream_at, connections, duration, processes).await?;
-    let through_rate = load(&hub_at, connections, duration, processes).await?;
+    let processes = [upstream.id(), hub.child.id(), None];
+    let direct_rate = load(upstream_at, connections, duration, processes).await?;
+    let through_rate = load(hub_at, connections, duration, processes).await?;
     println!(
         "{:<28} {:>10} {:>9} {:>9}   CPU µs per call: upstream / hub / load",
         "", "calls/s", "p50 ms", "p99 ms"
@@ -156,9 +212,6 @@ async fn run(calls: usize, connections: usize, duration: Duration) -> anyhow::Re
         "through / direct: {:.0} % (target >= 80 %)",
         100.0 * through_rate.rate() / direct_rate.rate()
     );
-
-    delivery(&hub_at).await?;
-    discovery().await?;
     Ok(())
 }
 
@@ -352,7 +405,7 @@ async fn discovery() -> anyhow::Result<()> {
     let mut upstreams = Vec::new();
     let mut config = String::from("[gateway]\nprefix = \"always\"\n\n");
     for n in 0..UPSTREAMS {
-        let (child, address) = spawn_upstream(&format!("s{n:02}")).await?;
+        let (child, address) = spawn_upstream(&format!("s{n:02}"), &[]).await?;
         config.push_str(&format!(
             "[servers.s{n:02}]\nurl = \"http://{address}/mcp\"\n"
         ));
