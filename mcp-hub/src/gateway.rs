@@ -954,6 +954,10 @@ impl Plain<'_> {
                 data: error.data,
             }),
             Ok(Err(http_call::Failure::Expired(params))) => return Err(params),
+            Ok(Err(http_call::Failure::Rejected(message))) => Err(CallError::Upstream {
+                server: id_of(),
+                message,
+            }),
             Ok(Err(http_call::Failure::Broken(message))) => {
                 server.suspect();
                 Err(CallError::Upstream {

@@ -28,8 +28,8 @@ use std::{
     time::Duration,
 };
 
-use futures_util::stream::BoxStream;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use futures_util::{FutureExt, stream::BoxStream};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use rmcp::{
     ErrorData as McpError,
     model::{
@@ -47,13 +47,14 @@ use super::upstream::UpstreamClient;
 
 /// The most of one answer (a JSON body or one SSE event) read: rmcp's own bound.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-/// How long the rest of a stream is read after its answer, so the connection can be reused.
+/// How long the rest of a stream is read after its answer, in the background, so the
+/// connection can be reused.
 const DRAIN: Duration = Duration::from_millis(100);
 /// How long telling the upstream of a cancelled call may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The protocol versions whose sessions this way serves: an id, and the same headers on every
-/// request.
+/// request. (From 2026-07-28 on, rmcp puts per-request headers on each message.)
 const SESSION_VERSIONS: [&[u8]; 4] = [b"2024-11-05", b"2025-03-26", b"2025-06-18", b"2025-11-25"];
 
 /// An upstream session as rmcp negotiated it.
@@ -64,6 +65,12 @@ pub(crate) struct Session {
     auth: Option<String>,
 }
 
+/// What a message rmcp posts may teach of the session.
+struct Learnt {
+    session_id: Option<Arc<str>>,
+    session: Option<Session>,
+}
+
 /// One HTTP session to an upstream (a lane), for calls that take the short way.
 pub(crate) struct HttpLane {
     url: Arc<str>,
@@ -71,6 +78,8 @@ pub(crate) struct HttpLane {
     notices: UpstreamClient,
     session: Mutex<Option<Session>>,
     next_id: AtomicU64,
+    /// Calls in flight on this way, bounded as rmcp bounds its own requests per session.
+    permits: tokio::sync::Semaphore,
 }
 
 /// How a call on the short way failed.
@@ -79,19 +88,28 @@ pub(crate) enum Failure {
     Refused(McpError),
     /// The connection or the session failed; the sentence says how.
     Broken(String),
+    /// The upstream refused the request at the HTTP level (a 4xx other than 404): the
+    /// upstream itself is fine.
+    Rejected(String),
     /// The upstream no longer knows the session (HTTP 404), so the call was not made: rmcp's
     /// way recovers the session, and the call goes that way.
     Expired(Box<CallToolRequestParams>),
 }
 
 impl HttpLane {
-    pub(crate) fn new(url: &str, client: reqwest::Client, notices: UpstreamClient) -> Arc<Self> {
+    pub(crate) fn new(
+        url: &str,
+        client: reqwest::Client,
+        notices: UpstreamClient,
+        concurrency: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             url: url.into(),
             client,
             notices,
             session: Mutex::new(None),
             next_id: AtomicU64::new(0),
+            permits: tokio::sync::Semaphore::new(concurrency),
         })
     }
 
@@ -109,21 +127,25 @@ impl HttpLane {
         NumberOrString::String(format!("hub-{n}").into())
     }
 
-    /// What rmcp sends tells the session: `initialize` ends the one known, the
-    /// `notifications/initialized` after it names the new one.
-    fn learn(
+    /// What rmcp sends tells the session: `initialize` ends the one known, and the
+    /// `notifications/initialized` after it names the new one, once the upstream has
+    /// accepted it (see [`HttpLane::after`]).
+    fn before(
         &self,
         message: &ClientJsonRpcMessage,
-        session_id: Option<&str>,
-        auth: Option<&str>,
+        session_id: Option<Arc<str>>,
+        auth: Option<String>,
         headers: &HashMap<HeaderName, HeaderValue>,
-    ) {
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Learnt {
+        let mut learnt = Learnt {
+            session_id,
+            session: None,
+        };
         match message {
             ClientJsonRpcMessage::Request(request)
                 if matches!(request.request, ClientRequest::InitializeRequest(_)) =>
             {
-                *session = None;
+                *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             ClientJsonRpcMessage::Notification(notification)
                 if matches!(
@@ -134,23 +156,34 @@ impl HttpLane {
                 let version = headers
                     .get("mcp-protocol-version")
                     .map_or(&b"2025-03-26"[..], HeaderValue::as_bytes);
-                *session = match (
-                    session_id.map(HeaderValue::from_str),
-                    SESSION_VERSIONS.contains(&version),
-                ) {
-                    (Some(Ok(id)), true) => Some(Session {
+                let id = learnt
+                    .session_id
+                    .as_deref()
+                    .and_then(|id| HeaderValue::from_str(id).ok());
+                if let Some(id) = id
+                    && SESSION_VERSIONS.contains(&version)
+                {
+                    learnt.session = Some(Session {
                         id,
                         headers: headers
                             .iter()
-                            .filter(|(name, _)| !matches!(name.as_str(), "mcp-method" | "mcp-name"))
                             .map(|(name, value)| (name.clone(), value.clone()))
                             .collect(),
-                        auth: auth.map(str::to_owned),
-                    }),
-                    _ => None,
-                };
+                        auth,
+                    });
+                }
             }
             _ => {}
+        }
+        learnt
+    }
+
+    /// Takes the session learnt from `notifications/initialized` once it was accepted.
+    fn after(&self, learnt: Learnt, accepted: bool) {
+        if let Some(session) = learnt.session
+            && accepted
+        {
+            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
         }
     }
 
@@ -169,18 +202,24 @@ impl HttpLane {
     ) -> Result<reqwest::Response, Failure> {
         let body = serde_json::to_vec(message)
             .map_err(|e| Failure::Broken(format!("the call could not be encoded: {e}")))?;
-        let mut request = self
-            .client
-            .post(&*self.url)
-            .headers(session.headers.clone())
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .header("mcp-session-id", session.id.clone())
-            .body(body);
-        if let Some(token) = &session.auth {
-            request = request.bearer_auth(token);
+        // Inserted, not appended: a configured header of the same name is replaced, as
+        // rmcp's client does.
+        let mut headers = session.headers.clone();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("mcp-session-id", session.id.clone());
+        if let Some(token) = &session.auth
+            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            headers.insert(AUTHORIZATION, value);
         }
-        request
+        self.client
+            .post(&*self.url)
+            .headers(headers)
+            .body(body)
             .send()
             .await
             .map_err(|e| Failure::Broken(mcp_core::retry::error_chain(&e)))
@@ -197,6 +236,11 @@ impl HttpLane {
             ClientRequest::CallToolRequest(CallToolRequest::new(params)),
             id.clone(),
         );
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Failure::Broken("the session is closing".to_owned()))?;
         let mut response = self.post(session, &message).await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -222,11 +266,21 @@ impl HttpLane {
             {
                 return answer;
             }
-            return Err(Failure::Broken(if status.is_success() {
-                format!("it answered the call with HTTP {status} and no result")
+            let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            let said = if start.trim().is_empty() {
+                String::new()
             } else {
-                format!("it answered the call with HTTP {status}")
-            }));
+                format!(": {}", start.trim())
+            };
+            return Err(if status.is_client_error() {
+                Failure::Rejected(format!("it refused the call with HTTP {status}{said}"))
+            } else if status.is_success() {
+                Failure::Broken(format!(
+                    "it answered the call with HTTP {status} and no result"
+                ))
+            } else {
+                Failure::Broken(format!("it answered the call with HTTP {status}{said}"))
+            });
         }
         let mut reader = SseReader::default();
         loop {
@@ -237,12 +291,7 @@ impl HttpLane {
                     continue;
                 };
                 if let Some(answer) = self.handle(session, id, message).await {
-                    // The stream ends after its answer: read that end, so the connection
-                    // goes back to the pool.
-                    let _ = tokio::time::timeout(DRAIN, async {
-                        while let Ok(Some(_)) = response.chunk().await {}
-                    })
-                    .await;
+                    drain(response);
                     return answer;
                 }
             }
@@ -324,6 +373,24 @@ impl HttpLane {
             let _ = tokio::time::timeout(CANCEL_TIMEOUT, lane.post(&session, &message)).await;
         });
     }
+}
+
+/// Reads the end of a call's stream after its answer, so the connection goes back to the
+/// pool: at once when it has come (as it usually has), else in the background, bounded.
+fn drain(mut response: reqwest::Response) {
+    loop {
+        match response.chunk().now_or_never() {
+            Some(Ok(Some(_))) => {}
+            Some(_) => return,
+            None => break,
+        }
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN, async {
+            while let Ok(Some(_)) = response.chunk().await {}
+        })
+        .await;
+    });
 }
 
 async fn read_all(response: &mut reqwest::Response) -> Result<Vec<u8>, Failure> {
@@ -434,25 +501,32 @@ type StreamResult =
 impl StreamableHttpClient for Learning {
     type Error = reqwest::Error;
 
-    fn post_message(
+    async fn post_message(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = PostResult> + Send + '_ {
-        self.lane.learn(
-            &message,
-            session_id.as_deref(),
-            auth_header.as_deref(),
-            &custom_headers,
-        );
-        self.inner
-            .post_message(uri, message, session_id, auth_header, custom_headers)
+    ) -> PostResult {
+        let learnt = self
+            .lane
+            .before(&message, session_id, auth_header.clone(), &custom_headers);
+        let posted = self
+            .inner
+            .post_message(
+                uri,
+                message,
+                learnt.session_id.clone(),
+                auth_header,
+                custom_headers,
+            )
+            .await;
+        self.lane.after(learnt, posted.is_ok());
+        posted
     }
 
-    fn post_message_with_max_sse_event_size(
+    async fn post_message_with_max_sse_event_size(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
@@ -460,21 +534,23 @@ impl StreamableHttpClient for Learning {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
-    ) -> impl Future<Output = PostResult> + Send + '_ {
-        self.lane.learn(
-            &message,
-            session_id.as_deref(),
-            auth_header.as_deref(),
-            &custom_headers,
-        );
-        self.inner.post_message_with_max_sse_event_size(
-            uri,
-            message,
-            session_id,
-            auth_header,
-            custom_headers,
-            max_sse_event_size,
-        )
+    ) -> PostResult {
+        let learnt = self
+            .lane
+            .before(&message, session_id, auth_header.clone(), &custom_headers);
+        let posted = self
+            .inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                learnt.session_id.clone(),
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await;
+        self.lane.after(learnt, posted.is_ok());
+        posted
     }
 
     fn delete_session(

@@ -679,8 +679,11 @@ impl ProgressRelay {
             }
             (peers, streams)
         };
+        // A call's stream is read as fast as its client reads it: a client that falls
+        // behind misses messages (the merged log has them), rather than holding up the
+        // upstream's notifications for every other client.
         for notes in streams.into_values() {
-            let _ = notes.send(params.clone()).await;
+            let _ = notes.try_send(params.clone());
         }
         for peer in peers.into_values() {
             let _ = peer.notify_logging_message(params.clone()).await;
@@ -880,7 +883,8 @@ impl Upstream for HttpUpstream {
             config = config.auth_header(token.clone());
         }
         let inner = http_client()?;
-        let lane = super::http_call::HttpLane::new(url, inner.clone(), client.clone());
+        let lane =
+            super::http_call::HttpLane::new(url, inner.clone(), client.clone(), HTTP_CONCURRENCY);
         let learning = super::http_call::Learning {
             inner,
             lane: lane.clone(),
