@@ -13,9 +13,11 @@
 //! notification and `LEVEL message` on stderr), `fail {message}` (an `isError` result),
 //! `crash {code}` (writes `crashing` to stderr and exits without answering), `toggle_extra`
 //! (adds or removes the tool `extra` for every session and sends `tools/list_changed`),
-//! `whoami` (name and pid) and `meta` (the request's `_meta` as it arrived). One prompt, `greet {name}`, and one resource, `echo://info`; getting
-//! the prompt writes `get_prompt greet NAME` to stderr and reading the resource
-//! `read_resource URI`, so a test can tell which requests reached the upstream.
+//! `whoami` (name and pid), `meta` (the request's `_meta` as it arrived) and `sample
+//! {prompt}` (asks the client to sample; returns its text). One prompt, `greet {name}`, and
+//! one resource, `echo://info`; getting the prompt writes `get_prompt greet NAME` to stderr
+//! and reading the resource `read_resource URI`, so a test can tell which requests reached the
+//! upstream.
 //! Its own diagnostics go to stderr at `warn` and above, rmcp's at `error` (`ECHO_UPSTREAM_LOG`
 //! overrides, as an `EnvFilter`; `RUST_LOG` is ignored, so a parent's setting does not leak in);
 //! stdout carries only MCP (stdio) or the one address line (HTTP).
@@ -30,6 +32,11 @@ use std::{
 use anyhow::Context;
 use axum::{Router, routing::get};
 use clap::{Parser, Subcommand};
+#[allow(
+    deprecated,
+    reason = "sampling is deprecated by SEP-2577, still in 2025-11-25"
+)]
+use rmcp::model::{CreateMessageRequestParams, SamplingMessage};
 #[allow(
     deprecated,
     reason = "MCP logging is deprecated by SEP-2577, still in 2025-11-25"
@@ -114,6 +121,13 @@ enum Mode {
 
 // ---------------------------------------------------------------------------------------------
 // Tool arguments and results
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(crate = "rmcp::serde")]
+struct SampleArgs {
+    /// What to ask the client's model.
+    prompt: String,
+}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(crate = "rmcp::serde")]
@@ -563,6 +577,35 @@ impl Echo {
         };
         let text = format!("{} (pid {})", output.name, output.pid);
         structured(&output, text)
+    }
+
+    #[tool(
+        description = "Ask the client to sample (sampling/createMessage) for the prompt; \
+                          return the text it answered."
+    )]
+    #[allow(
+        deprecated,
+        reason = "sampling is deprecated by SEP-2577, still in 2025-11-25"
+    )]
+    async fn sample(
+        &self,
+        Parameters(SampleArgs { prompt }): Parameters<SampleArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let request =
+            CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+        let result = context
+            .peer
+            .create_message(request)
+            .await
+            .map_err(|e| McpError::internal_error(format!("sampling failed: {e}"), None))?;
+        let text = result
+            .message
+            .content
+            .first()
+            .and_then(|content| content.as_text())
+            .map_or_else(|| "(no text)".to_owned(), |content| content.text.clone());
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
     }
 
     #[tool(
