@@ -1374,6 +1374,7 @@ fn the_example_config_parses_as_documented() {
 
 /// An MCP session over bare HTTP, as a client without rmcp sends it (no progress token unless
 /// asked): what the gateway's short way for plain `tools/call` answers.
+#[derive(Clone)]
 struct RawSession {
     url: String,
     id: String,
@@ -1429,6 +1430,17 @@ impl RawSession {
                 "params": {"name": tool, "arguments": arguments}}),
         )
         .await
+    }
+
+    /// A `tools/call` in a task of its own.
+    fn spawn_call(
+        &self,
+        id: u64,
+        tool: &'static str,
+        arguments: Value,
+    ) -> tokio::task::JoinHandle<(String, Value)> {
+        let session = self.clone();
+        tokio::spawn(async move { session.call(id, tool, arguments).await })
     }
 
     /// A `tools/call` with `_meta`.
@@ -1598,14 +1610,7 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
     assert_eq!(response.status(), 404);
 
     // `notifications/cancelled` for a call answered this way reaches the upstream.
-    let sleeping = {
-        let (url, id) = (session.url.clone(), session.id.clone());
-        tokio::spawn(async move {
-            RawSession { url, id }
-                .call(6, "a__sleep", json!({"ms": 10_000}))
-                .await
-        })
-    };
+    let sleeping = session.spawn_call(6, "a__sleep", json!({"ms": 10_000}));
     tokio::time::sleep(Duration::from_millis(300)).await; // Let the call reach the upstream.
     let started = Instant::now();
     let response = session
@@ -1625,11 +1630,9 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
     assert_eq!(answer["id"], 6);
 
     // A client that hangs up cancels its call too, over MCP and over REST.
-    let (url, id) = (session.url.clone(), session.id.clone());
+    let caller = session.clone();
     hang_up(&mut events, async move {
-        RawSession { url, id }
-            .call(7, "a__sleep", json!({"ms": 10_000}))
-            .await;
+        caller.call(7, "a__sleep", json!({"ms": 10_000})).await;
     })
     .await;
     let rest = address.clone();
@@ -1776,14 +1779,7 @@ async fn a_plain_call_goes_straight_to_an_http_upstream_with_logs_errors_timeout
     stderr_says(&mut stderr, "sleep cancelled").await;
 
     // A client's `notifications/cancelled` reaches the upstream.
-    let sleeping = {
-        let (url, id) = (session.url.clone(), session.id.clone());
-        tokio::spawn(async move {
-            RawSession { url, id }
-                .call(8, "quiet__sleep", json!({"ms": 400}))
-                .await
-        })
-    };
+    let sleeping = session.spawn_call(8, "quiet__sleep", json!({"ms": 400}));
     tokio::time::sleep(Duration::from_millis(150)).await; // Let the call reach the upstream.
     let response = session
         .post(
@@ -1807,14 +1803,7 @@ async fn a_plain_call_goes_straight_to_an_http_upstream_with_logs_errors_timeout
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
-    let sampling = {
-        let (url, id) = (session.url.clone(), session.id.clone());
-        tokio::spawn(async move {
-            RawSession { url, id }
-                .call(9, "quiet__sample", json!({"prompt": "hello?"}))
-                .await
-        })
-    };
+    let sampling = session.spawn_call(9, "quiet__sample", json!({"prompt": "hello?"}));
     let request = tokio::time::timeout(WAIT, async {
         let mut seen = String::new();
         loop {

@@ -394,12 +394,7 @@ async fn next_chunk(
                     Streamed::Streaming { first, routed, logged, id, _in_flight },
                 )),
                 outcome = &mut routed => {
-                    let mut chunk = Vec::new();
-                    while let Ok(note) = logged.try_recv() {
-                        chunk.extend_from_slice(&event(&log_message(note)));
-                    }
-                    chunk.extend_from_slice(&event(&answer(outcome, id)));
-                    Some((Ok(Bytes::from(chunk)), Streamed::Done))
+                    Some((Ok(last_chunk(None, &mut logged, outcome, id)), Streamed::Done))
                 }
             }
         }
@@ -408,19 +403,30 @@ async fn next_chunk(
             outcome,
             mut logged,
             id,
-        } => {
-            let mut chunk = Vec::new();
-            for note in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| logged.try_recv().ok()))
-            {
-                chunk.extend_from_slice(&event(&log_message(note)));
-            }
-            chunk.extend_from_slice(&event(&answer(outcome, id)));
-            Some((Ok(Bytes::from(chunk)), Streamed::Done))
-        }
+        } => Some((
+            Ok(last_chunk(first, &mut logged, outcome, id)),
+            Streamed::Done,
+        )),
         Streamed::Done => None,
     }
+}
+
+/// The end of a call's stream: the log messages still queued, then the answer.
+fn last_chunk(
+    first: Option<LoggingMessageNotificationParam>,
+    logged: &mut mpsc::Receiver<LoggingMessageNotificationParam>,
+    outcome: Outcome,
+    id: RequestId,
+) -> Bytes {
+    let mut chunk = Vec::new();
+    for note in first
+        .into_iter()
+        .chain(std::iter::from_fn(|| logged.try_recv().ok()))
+    {
+        chunk.extend_from_slice(&event(&log_message(note)));
+    }
+    chunk.extend_from_slice(&event(&answer(outcome, id)));
+    Bytes::from(chunk)
 }
 
 fn log_message(params: LoggingMessageNotificationParam) -> ServerJsonRpcMessage {

@@ -509,21 +509,16 @@ impl StreamableHttpClient for Learning {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
-        let learnt = self
-            .lane
-            .before(&message, session_id, auth_header.clone(), &custom_headers);
-        let posted = self
-            .inner
-            .post_message(
-                uri,
-                message,
-                learnt.session_id.clone(),
-                auth_header,
-                custom_headers,
-            )
-            .await;
-        self.lane.after(learnt, posted.is_ok());
-        posted
+        // rmcp's default bound, which is this way's too.
+        self.post_message_with_max_sse_event_size(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            MAX_MESSAGE,
+        )
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
