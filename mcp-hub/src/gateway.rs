@@ -800,6 +800,10 @@ impl Core {
         params.name = route.name.clone().into();
         let timeout = server.config.call_timeout;
         let progress = downstream.as_ref().and_then(|d| d.progress.clone());
+        let caller_of = downstream.as_ref().map(|d| http_call::CallerOf {
+            peer: d.peer.clone(),
+            notes: d.notes.clone(),
+        });
         let mut route_guard = downstream.map(|d| self.relay.open(&server.id, d));
         // A call without progress goes straight to an HTTP upstream's session, unless a
         // client awaits the log messages of an upstream that may log: rmcp servers send them
@@ -821,7 +825,7 @@ impl Core {
                         name: &name,
                         timeout,
                         cancel: &cancel,
-                        relayed,
+                        caller: caller_of,
                     };
                     match call.send(http, session, params).await {
                         Ok(outcome) => return outcome,
@@ -917,8 +921,8 @@ struct Plain<'a> {
     name: &'a str,
     timeout: Duration,
     cancel: &'a CancellationToken,
-    /// Whether the upstream's log messages are relayed to a client.
-    relayed: bool,
+    /// The client the call came from, if any.
+    caller: Option<http_call::CallerOf>,
 }
 
 impl Plain<'_> {
@@ -933,7 +937,7 @@ impl Plain<'_> {
         let server = self.server;
         let id = http.next_id();
         let answered = tokio::select! {
-            answered = tokio::time::timeout(self.timeout, http.call(&session, &id, params)) => answered,
+            answered = tokio::time::timeout(self.timeout, http.call(&session, &id, params, self.caller.as_ref())) => answered,
             () = self.cancel.cancelled() => {
                 http.cancel(session, id, "the client cancelled the call".to_owned());
                 return Ok(Err(CallError::Cancelled));
@@ -941,7 +945,7 @@ impl Plain<'_> {
         };
         // What the upstream sent on the session's own stream and rmcp has read goes to the
         // client first (an upstream that declares no logging may still send some).
-        if self.relayed {
+        if self.caller.is_some() {
             server.handling.settle(NOTIFICATIONS_SETTLE).await;
         }
         let id_of = || server.id.to_string();

@@ -82,6 +82,14 @@ pub(crate) struct HttpLane {
     permits: tokio::sync::Semaphore,
 }
 
+/// The client a call on the short way came from: what the upstream sends on the call's own
+/// stream concerns that call, so it goes to this client alone.
+pub(crate) struct CallerOf {
+    pub(crate) peer: rmcp::Peer<rmcp::RoleServer>,
+    /// The call's own stream to the client, when the gateway writes it (see `direct.rs`).
+    pub(crate) notes: Option<super::upstream::Notes>,
+}
+
 /// How a call on the short way failed.
 pub(crate) enum Failure {
     /// The upstream answered with a JSON-RPC error.
@@ -231,6 +239,7 @@ impl HttpLane {
         session: &Session,
         id: &RequestId,
         params: CallToolRequestParams,
+        caller: Option<&CallerOf>,
     ) -> Result<ServerResult, Failure> {
         let message = ClientJsonRpcMessage::request(
             ClientRequest::CallToolRequest(CallToolRequest::new(params)),
@@ -262,7 +271,7 @@ impl HttpLane {
         if !status.is_success() || status.as_u16() == 202 || status.as_u16() == 204 || !is_sse {
             let body = read_all(&mut response).await?;
             if let Ok(message) = serde_json::from_slice::<ServerJsonRpcMessage>(&body)
-                && let Some(answer) = self.handle(session, id, message).await
+                && let Some(answer) = self.handle(session, id, message, caller).await
             {
                 return answer;
             }
@@ -290,7 +299,7 @@ impl HttpLane {
                     // rmcp's client does.
                     continue;
                 };
-                if let Some(answer) = self.handle(session, id, message).await {
+                if let Some(answer) = self.handle(session, id, message, caller).await {
                     drain(response);
                     return answer;
                 }
@@ -318,6 +327,7 @@ impl HttpLane {
         session: &Session,
         id: &RequestId,
         message: ServerJsonRpcMessage,
+        caller: Option<&CallerOf>,
     ) -> Option<Result<ServerResult, Failure>> {
         match message {
             ServerJsonRpcMessage::Response(response) if response.id == *id => {
@@ -330,7 +340,20 @@ impl HttpLane {
             ServerJsonRpcMessage::Notification(notification) => {
                 match notification.notification {
                     ServerNotification::LoggingMessageNotification(log) => {
-                        self.notices.log_message(log.params).await;
+                        self.notices.record_log(&log.params).await;
+                        match caller {
+                            // A client that reads its stream slowly misses messages rather
+                            // than holding up the call (the merged log has them).
+                            Some(CallerOf {
+                                notes: Some(notes), ..
+                            }) => {
+                                let _ = notes.try_send(log.params);
+                            }
+                            Some(CallerOf { peer, notes: None }) => {
+                                let _ = peer.notify_logging_message(log.params).await;
+                            }
+                            None => {}
+                        }
                     }
                     ServerNotification::ResourceUpdatedNotification(updated) => {
                         self.notices.resource_updated(updated.params).await;
@@ -346,7 +369,11 @@ impl HttpLane {
                 None
             }
             ServerJsonRpcMessage::Request(request) => {
-                let answer = match self.notices.answer(request.request).await {
+                let answer = match self
+                    .notices
+                    .answer(request.request, caller.map(|c| c.peer.clone()))
+                    .await
+                {
                     Ok(result) => ClientJsonRpcMessage::response(result, request.id),
                     Err(error) => ClientJsonRpcMessage::error(error, Some(request.id)),
                 };

@@ -263,12 +263,17 @@ where
 }
 
 impl UpstreamClient {
-    /// Asks the calling client to sample for the upstream.
+    /// Asks the calling client to sample for the upstream: `to`, when the call is known, else
+    /// the upstream's newest caller.
     pub(crate) async fn sample(
         &self,
         params: CreateMessageRequestParams,
+        to: Option<rmcp::Peer<rmcp::RoleServer>>,
     ) -> Result<CreateMessageResult, McpError> {
-        let peer = self.caller("sampling")?;
+        let peer = match to {
+            Some(peer) => peer,
+            None => self.caller("sampling")?,
+        };
         match peer
             .send_request(ServerRequest::CreateMessageRequest(
                 CreateMessageRequest::new(params),
@@ -284,12 +289,16 @@ impl UpstreamClient {
         }
     }
 
-    /// Asks the calling client to elicit for the upstream.
+    /// Asks the calling client to elicit for the upstream (`to` as for [`Self::sample`]).
     pub(crate) async fn elicit(
         &self,
         params: ElicitRequestParams,
+        to: Option<rmcp::Peer<rmcp::RoleServer>>,
     ) -> Result<ElicitResult, McpError> {
-        let peer = self.caller("elicitation")?;
+        let peer = match to {
+            Some(peer) => peer,
+            None => self.caller("elicitation")?,
+        };
         match peer
             .send_request(ServerRequest::ElicitRequest(ElicitRequest::new(params)))
             .await
@@ -304,15 +313,19 @@ impl UpstreamClient {
     }
 
     /// Answers a request the upstream sent on a call's stream (see [`super::http_call`]), as
-    /// rmcp's client would.
-    pub(crate) async fn answer(&self, request: ServerRequest) -> Result<ClientResult, McpError> {
+    /// rmcp's client would, by asking `to` (the call's client), when there is one.
+    pub(crate) async fn answer(
+        &self,
+        request: ServerRequest,
+        to: Option<rmcp::Peer<rmcp::RoleServer>>,
+    ) -> Result<ClientResult, McpError> {
         match request {
             ServerRequest::CreateMessageRequest(request) => self
-                .sample(request.params)
+                .sample(request.params, to)
                 .await
                 .map(|result| ClientResult::CreateMessageResult(Box::new(result))),
             ServerRequest::ElicitRequest(request) => self
-                .elicit(request.params)
+                .elicit(request.params, to)
                 .await
                 .map(ClientResult::ElicitResult),
             ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
@@ -332,6 +345,12 @@ impl UpstreamClient {
     /// Records an upstream's log message in the merged log and relays it to the clients with
     /// a call in flight on the upstream.
     pub(crate) async fn log_message(&self, params: LoggingMessageNotificationParam) {
+        self.record_log(&params).await;
+        self.relay.forward_log(&self.server, params).await;
+    }
+
+    /// Records an upstream's log message in the merged log.
+    pub(crate) async fn record_log(&self, params: &LoggingMessageNotificationParam) {
         let message = match &params.data {
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -350,7 +369,6 @@ impl UpstreamClient {
         self.logs
             .record(&self.server, level, LogSource::Mcp, message)
             .await;
-        self.relay.forward_log(&self.server, params).await;
     }
 
     fn caller(&self, what: &str) -> Result<rmcp::Peer<rmcp::RoleServer>, McpError> {
@@ -387,7 +405,7 @@ impl ClientHandler for UpstreamClient {
         params: CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, McpError> {
-        self.sample(params).await
+        self.sample(params, None).await
     }
 
     async fn create_elicitation(
@@ -395,7 +413,7 @@ impl ClientHandler for UpstreamClient {
         params: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        self.elicit(params).await
+        self.elicit(params, None).await
     }
 
     async fn on_resource_updated(
