@@ -6,7 +6,8 @@
 //! Tests and benchmarks control its behaviour: `--name` (the `initialize` server name),
 //! `--stderr-line TEXT` (repeatable; written to stderr at startup), `--exit-after-ms N` (exits
 //! with code 3 by itself), `--startup-delay-ms N` (sleeps before serving), `--no-logging`
-//! (declares no `logging` capability).
+//! (declares no `logging` capability); over HTTP, `--require-header NAME=VALUE` (repeatable)
+//! refuses with 401 a request to `/mcp` without exactly one such header.
 //!
 //! Tools: `echo {text}`, `add {a, b}`, `sleep {ms}` (progress every 100 ms when asked for;
 //! writes `sleep cancelled` to stderr when cancelled), `log {level, message}` (an MCP log
@@ -116,6 +117,10 @@ enum Mode {
         /// The address to listen on; port 0 picks a free one (printed to stdout).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// Refuse (401) any request to /mcp without exactly one header NAME of this VALUE
+        /// (repeatable), to check what a client sends.
+        #[arg(long = "require-header", value_name = "NAME=VALUE")]
+        require_headers: Vec<String>,
     },
 }
 
@@ -820,12 +825,32 @@ async fn main() -> anyhow::Result<()> {
         Mode::Stdio => {
             mcp_core::stdio::serve_stdio(Echo::new(shared), shutdown_signal()).await?;
         }
-        Mode::Http { listen } => serve_http(listen, shared).await?,
+        Mode::Http {
+            listen,
+            require_headers,
+        } => {
+            let required = require_headers
+                .iter()
+                .map(|pair| {
+                    let (name, value) = pair
+                        .split_once('=')
+                        .with_context(|| format!("--require-header {pair}: NAME=VALUE"))?;
+                    let name = axum::http::HeaderName::try_from(name.trim())
+                        .with_context(|| format!("--require-header {pair}: a header name"))?;
+                    Ok((name, value.to_owned()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            serve_http(listen, shared, required).await?;
+        }
     }
     Ok(())
 }
 
-async fn serve_http(listen: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<()> {
+async fn serve_http(
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    required: Vec<(axum::http::HeaderName, String)>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -837,9 +862,33 @@ async fn serve_http(listen: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<(
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_cancellation_token(stop.clone()),
     );
+    let required = Arc::new(required);
+    let mcp = Router::new()
+        .fallback_service(mcp)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let required = required.clone();
+                async move {
+                    let missing = required.iter().find(|(name, value)| {
+                        let mut values = request.headers().get_all(name).iter();
+                        !(values
+                            .next()
+                            .is_some_and(|v| v.as_bytes() == value.as_bytes())
+                            && values.next().is_none())
+                    });
+                    match missing {
+                        Some((name, _)) => axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            format!("header {name} is missing, repeated or wrong"),
+                        )),
+                        None => next.run(request).await,
+                    }
+                }
+            },
+        ));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .nest_service("/mcp", mcp);
+        .nest("/mcp", mcp);
     {
         // The one line a test reads to learn the port.
         let mut stdout = std::io::stdout().lock();

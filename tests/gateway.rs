@@ -1674,13 +1674,25 @@ async fn a_plain_http_call_is_answered_as_json_with_errors_cancellation_and_audi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_call_goes_straight_to_an_http_upstream_with_logs_errors_timeouts_and_cancellation()
 {
-    // `web` declares logging, `quiet` does not.
+    // `web` declares logging, `quiet` does not; `quiet` wants the configured credentials on
+    // every request, once each, so the short way must send what rmcp's way sends.
     let (_web, web_url, _) = http_upstream_with_stderr("127.0.0.1:0", "web", &[]).await;
-    let (_quiet, quiet_url, mut stderr) =
-        http_upstream_with_stderr("127.0.0.1:0", "quiet", &["--no-logging"]).await;
+    let (_quiet, quiet_url, mut stderr) = http_upstream_with_stderr(
+        "127.0.0.1:0",
+        "quiet",
+        &[
+            "--no-logging",
+            "--require-header",
+            "authorization=Bearer s3cret",
+            "--require-header",
+            "x-team=blue",
+        ],
+    )
+    .await;
     let config = format!(
         "[gateway]\nprefix = \"always\"\n\n[servers.web]\nurl = {web_url:?}\n\n\
-         [servers.quiet]\nurl = {quiet_url:?}\ncall_timeout = \"500ms\"\n"
+         [servers.quiet]\nurl = {quiet_url:?}\ncall_timeout = \"500ms\"\n\
+         bearer_token = \"s3cret\"\nheaders = {{ x-team = \"blue\" }}\n"
     );
     let gateway = gateway_hub(&config, &[]).await;
     let address = gateway.hub.address.clone();
