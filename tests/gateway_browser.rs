@@ -492,7 +492,11 @@ async fn the_page_follows_the_gateways_servers_tools_and_logs_live() -> Result<(
     )
     .await?;
 
-    // tool_update: a new tool, and the server's count, without a reload.
+    // tool_update: a new tool, and the server's count one more, without a reload.
+    let before: u32 = server_row(&browser, "a").await?["tools"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .context("server a's tool count before the toggle")?;
     let toggled = call(&http, &address, "a__toggle_extra", json!({})).await?;
     ensure!(toggled["status"] == 200, "toggle_extra: {toggled}");
     browser
@@ -500,8 +504,11 @@ async fn the_page_follows_the_gateways_servers_tools_and_logs_live() -> Result<(
         .await?;
     browser
         .wait_until(
-            "server a counting 9 tools",
-            r#"return document.querySelector('#servers tr[data-server="a"] .tools').textContent === '9';"#,
+            &format!("server a counting {} tools", before + 1),
+            &format!(
+                r#"return document.querySelector('#servers tr[data-server="a"] .tools').textContent === '{}';"#,
+                before + 1
+            ),
             WAIT,
         )
         .await?;
