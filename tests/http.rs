@@ -213,12 +213,23 @@ async fn mcp_over_http_with_health_and_a_clean_stop() {
         uri
     );
 
-    let (status, metrics) = http(
-        &server.address,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 200);
+    // The relay counts an event once the bus has taken it, which can trail the subscriber's
+    // notification by a moment: read the metrics until all three are counted, or give up.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let (status, metrics) = http(
+            &server.address,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 200);
+        if metrics.contains("switchboard_events_published_total 3")
+            || tokio::time::Instant::now() >= deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains(
             r#"switchboard_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
