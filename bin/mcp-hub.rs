@@ -2,6 +2,7 @@
 //! the event bus, installs logging on stderr and serves.
 
 mod cli;
+mod lab;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -31,6 +32,11 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Serve the MCP gateway over stdin/stdout, for a Claude or Cursor config entry.
     Stdio(StdioArgs),
+    /// The reliability lab: run probe and load suites against an MCP server.
+    Lab {
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +151,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Stdio(args) => runtime.block_on(stdio(args)),
+        Command::Lab { command } => {
+            let code = lab::run(command, &runtime)?;
+            // The runtime's tasks (a stdio target's reader) end with the process.
+            drop(runtime);
+            std::process::exit(code)
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod error;
 pub mod gateway;
 mod http;
 mod hub;
+pub mod lab;
 mod live;
 mod rest;
 pub mod snapshot;

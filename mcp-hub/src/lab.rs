@@ -1,0 +1,21 @@
+//! The reliability lab: suites of steps run against any MCP server (a URL, a command, or an
+//! upstream of `hub.toml`), measured with latency histograms, an error taxonomy and
+//! expectations, and reported as JSON, a summary table and a self-contained HTML page.
+//!
+//! [`Suite`] is the parsed `suite.toml`; [`run_suite`] runs it and returns a [`RunReport`].
+//! Fixed-rate steps measure each request from when it was due, not from when it was sent, so
+//! a server that stalls cannot hide the requests it delayed (coordinated omission).
+
+mod client;
+mod html;
+mod report;
+mod run;
+mod suite;
+
+pub use client::{ErrorKind, ServerInfo};
+pub use report::{
+    Bucket, Change, ErrorSample, Latency, LoadReport, RunReport, Second, SessionReport,
+    StepComparison, StepReport, Verdict, compare, comparison_table,
+};
+pub use run::{Progress, ProgressSnapshot, run_suite};
+pub use suite::{Action, Expect, JsonPath, Load, Step, Suite, SuiteError, Target};

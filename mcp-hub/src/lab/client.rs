@@ -1,0 +1,1138 @@
+//! The lab's MCP client: as little client as a load generator can be, so the server under test
+//! is what gets measured.
+//!
+//! Over Streamable HTTP each lane is one keep-alive HTTP/1.1 connection written and read by
+//! hand (`Content-Length` or chunked, a JSON answer or an SSE stream), all lanes sharing the
+//! session that `initialize` opened. Over stdio all lanes share one child process, requests
+//! told apart by id. Every failure says which of the lab's error kinds it is.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    process::{Child, ChildStdin, Command},
+    sync::oneshot,
+};
+
+use crate::gateway::Transport;
+
+/// The protocol version the lab asks for.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The most of one answer read (a body or one event).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// How long the rest of an SSE stream is read after its answer before the connection is given
+/// up (a server should end the stream once it has answered).
+const STREAM_TAIL: Duration = Duration::from_millis(200);
+/// How long a stdio server gets to exit after its stdin closes before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How many of a stdio server's last stderr lines are kept, to say why it exited.
+const STDERR_TAIL: usize = 8;
+
+/// The kinds of failure a run counts apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The connection, the process or HTTP itself failed: refused, reset, exited, a non-2xx
+    /// status.
+    Transport,
+    /// An answer that is not a valid JSON-RPC response, or a JSON-RPC error.
+    Protocol,
+    /// The tool ran and reported an error (`isError: true`).
+    Tool,
+    /// No answer within the suite's timeout.
+    Timeout,
+    /// An answer that does not hold what the step expects.
+    Expectation,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Transport,
+        ErrorKind::Protocol,
+        ErrorKind::Tool,
+        ErrorKind::Timeout,
+        ErrorKind::Expectation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transport => "transport",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Tool => "tool",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Expectation => "expectation",
+        }
+    }
+}
+
+/// One failed request.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn transport(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorKind::Transport, message)
+    }
+
+    fn protocol(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorKind::Protocol, message)
+    }
+}
+
+/// A plain `http://host:port/path` URL, the only kind the lab's client speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpTarget {
+    /// `host:port`, to connect to.
+    address: String,
+    /// The `Host` header.
+    authority: String,
+    path: String,
+}
+
+impl HttpTarget {
+    pub(crate) fn parse(url: &str) -> Result<HttpTarget, String> {
+        if url.starts_with("https://") {
+            return Err(format!(
+                "{url:?}: https is not spoken by the lab's client yet; use http:// (a local server, or through a TLS-terminating proxy)"
+            ));
+        }
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(format!("{url:?} is not an http:// URL"));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest[at..].starts_with('/') => (&rest[..at], rest[at..].to_owned()),
+            Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.is_empty()
+            || authority.contains('@')
+            || authority.contains(char::is_whitespace)
+        {
+            return Err(format!(
+                "{url:?}: the host is missing or not a plain host[:port]"
+            ));
+        }
+        let has_port = match authority.rfind(':') {
+            // An IPv6 literal ends with `]` unless a port follows it.
+            Some(at) => !authority[at..].contains(']'),
+            None => false,
+        };
+        let address = if has_port {
+            let port = &authority[authority.rfind(':').unwrap_or(0) + 1..];
+            if port.parse::<u16>().is_err() {
+                return Err(format!("{url:?}: {port:?} is not a port"));
+            }
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        if path.contains(char::is_whitespace) {
+            return Err(format!("{url:?}: the path holds whitespace"));
+        }
+        Ok(HttpTarget {
+            address,
+            authority: authority.to_owned(),
+            path,
+        })
+    }
+}
+
+/// What `initialize` learnt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerInfo {
+    pub protocol_version: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// A session with the server under test, shared by every lane of a run.
+pub(crate) enum Session {
+    Http(Arc<HttpSession>),
+    Stdio(Arc<StdioSession>),
+}
+
+/// Where a run's requests go, before a session is opened.
+pub(crate) enum Endpoint {
+    Http {
+        target: Arc<HttpTarget>,
+        /// Header lines (`Name: value\r\n`) sent on every request: the suite's headers and
+        /// its bearer token.
+        headers: Arc<str>,
+    },
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<std::path::PathBuf>,
+    },
+}
+
+impl Endpoint {
+    pub(crate) fn new(transport: &Transport) -> Result<Endpoint, String> {
+        match transport {
+            Transport::Http {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                let target = HttpTarget::parse(url)?;
+                let mut lines = String::new();
+                for (name, value) in headers {
+                    if name.contains([':', '\r', '\n']) || value.contains(['\r', '\n']) {
+                        return Err(format!("header {name:?} is not a valid HTTP header"));
+                    }
+                    lines.push_str(&format!("{name}: {value}\r\n"));
+                }
+                if let Some(token) = bearer_token {
+                    if token.contains(['\r', '\n']) {
+                        return Err("the bearer token holds a line break".to_owned());
+                    }
+                    lines.push_str(&format!("Authorization: Bearer {token}\r\n"));
+                }
+                Ok(Endpoint::Http {
+                    target: Arc::new(target),
+                    headers: lines.into(),
+                })
+            }
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => Ok(Endpoint::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+            }),
+        }
+    }
+
+    /// Opens a session: connects (or spawns) and completes the `initialize` handshake.
+    pub(crate) async fn open(&self) -> Result<(Session, ServerInfo), Failure> {
+        match self {
+            Endpoint::Http { target, headers } => {
+                let mut connection = HttpConnection::connect(target).await?;
+                let hello = initialize_body();
+                let answer = connection
+                    .post(target, headers, None, None, hello.as_bytes(), Some(1))
+                    .await
+                    .map_err(PostError::into_failure)?;
+                let info = server_info(answer.message.as_ref())?;
+                let session = HttpSession {
+                    target: target.clone(),
+                    headers: headers.clone(),
+                    id: answer.session_id,
+                    protocol_version: info.protocol_version.clone(),
+                    next_id: AtomicU64::new(2),
+                };
+                let mut connection = Some(connection);
+                session.notify(&mut connection, INITIALIZED).await?;
+                Ok((Session::Http(Arc::new(session)), info))
+            }
+            Endpoint::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let session = StdioSession::spawn(command, args, env, cwd.as_deref())?;
+                let answer = session.request(initialize_body()).await?;
+                let info = server_info(Some(&answer))?;
+                session.send(INITIALIZED).await?;
+                Ok((Session::Stdio(session), info))
+            }
+        }
+    }
+}
+
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+fn initialize_body() -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"switchboard-lab","version":"{}"}}}}}}"#,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn server_info(answer: Option<&Value>) -> Result<ServerInfo, Failure> {
+    let result = answer
+        .ok_or_else(|| Failure::protocol("initialize was answered with no message"))
+        .and_then(result_of)?;
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(ServerInfo {
+        protocol_version: text(result.get("protocolVersion")),
+        name: text(result.pointer("/serverInfo/name")),
+        version: text(result.pointer("/serverInfo/version")),
+    })
+}
+
+/// The `result` of a JSON-RPC response; a JSON-RPC error or a message with neither is a
+/// protocol failure.
+pub(crate) fn result_of(message: &Value) -> Result<&Value, Failure> {
+    if let Some(result) = message.get("result") {
+        return Ok(result);
+    }
+    if let Some(error) = message.get("error") {
+        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let text = error.get("message").and_then(Value::as_str).unwrap_or("");
+        return Err(Failure::protocol(format!("JSON-RPC error {code}: {text}")));
+    }
+    Err(Failure::protocol(
+        "a response with neither result nor error",
+    ))
+}
+
+impl Session {
+    /// A lane of this session for one worker: its own connection over HTTP.
+    pub(crate) fn lane(&self) -> Lane {
+        match self {
+            Session::Http(session) => Lane::Http {
+                session: session.clone(),
+                connection: None,
+            },
+            Session::Stdio(session) => Lane::Stdio(session.clone()),
+        }
+    }
+
+    /// Ends the session: `DELETE` over HTTP (best effort), the process's exit over stdio.
+    pub(crate) async fn close(self) {
+        match self {
+            Session::Http(session) => session.delete().await,
+            Session::Stdio(session) => session.close().await,
+        }
+    }
+}
+
+/// One worker's way to the session.
+pub(crate) enum Lane {
+    Http {
+        session: Arc<HttpSession>,
+        connection: Option<HttpConnection>,
+    },
+    Stdio(Arc<StdioSession>),
+}
+
+impl Lane {
+    /// Sends a request (`method` with `params`, already JSON) and waits for its answer, up to
+    /// `timeout`.
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        params: &str,
+        timeout: Duration,
+    ) -> Result<Value, Failure> {
+        match self {
+            Lane::Http {
+                session,
+                connection,
+            } => {
+                let id = session.next_id.fetch_add(1, Ordering::Relaxed);
+                let body = request_body(id, method, params);
+                match tokio::time::timeout(timeout, session.request(connection, id, &body)).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        // The connection is mid-answer: it cannot be reused.
+                        *connection = None;
+                        Err(timed_out(timeout))
+                    }
+                }
+            }
+            Lane::Stdio(session) => {
+                let id = session.next_id.fetch_add(1, Ordering::Relaxed);
+                let body = request_body(id, method, params);
+                let (answer, receiver) = oneshot::channel();
+                session.pending_insert(id, answer);
+                if let Err(failure) = session.send(&body).await {
+                    session.pending_remove(id);
+                    return Err(failure);
+                }
+                match tokio::time::timeout(timeout, receiver).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err(session.exited()),
+                    Err(_) => {
+                        session.pending_remove(id);
+                        let cancel = format!(
+                            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out"}}}}"#
+                        );
+                        // Best effort: the request already counts as timed out.
+                        let _ = session.send(&cancel).await;
+                        Err(timed_out(timeout))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> Failure {
+    Failure::new(
+        ErrorKind::Timeout,
+        format!("no answer within {} ms", timeout.as_millis()),
+    )
+}
+
+fn request_body(id: u64, method: &str, params: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#)
+}
+
+/// An HTTP session: its id, and what every request carries.
+pub(crate) struct HttpSession {
+    target: Arc<HttpTarget>,
+    headers: Arc<str>,
+    /// `Mcp-Session-Id`, when the server gave one (a stateless server does not).
+    id: Option<String>,
+    protocol_version: String,
+    next_id: AtomicU64,
+}
+
+impl HttpSession {
+    async fn request(
+        &self,
+        connection: &mut Option<HttpConnection>,
+        id: u64,
+        body: &str,
+    ) -> Result<Value, Failure> {
+        let answer = self.post(connection, body, Some(id)).await?;
+        answer
+            .message
+            .ok_or_else(|| Failure::protocol("the request was answered with no message"))
+    }
+
+    async fn notify(
+        &self,
+        connection: &mut Option<HttpConnection>,
+        body: &str,
+    ) -> Result<(), Failure> {
+        self.post(connection, body, None).await.map(|_| ())
+    }
+
+    /// POSTs `body` on the lane's connection (opened, or opened again, as needed). A request
+    /// whose reused connection turns out closed before any answer is sent once more on a new
+    /// one: the server closed an idle connection, it never saw the request.
+    async fn post(
+        &self,
+        connection: &mut Option<HttpConnection>,
+        body: &str,
+        id: Option<u64>,
+    ) -> Result<Answer, Failure> {
+        let reused = connection.is_some();
+        let mut open = match connection.take() {
+            Some(open) => open,
+            None => HttpConnection::connect(&self.target).await?,
+        };
+        let session = self.id.as_deref();
+        let version = Some(self.protocol_version.as_str());
+        match open
+            .post(
+                &self.target,
+                &self.headers,
+                session,
+                version,
+                body.as_bytes(),
+                id,
+            )
+            .await
+        {
+            Ok(answer) => {
+                if answer.keep_alive {
+                    *connection = Some(open);
+                }
+                Ok(answer)
+            }
+            Err(PostError::Unanswered(_)) if reused => {
+                let mut fresh = HttpConnection::connect(&self.target).await?;
+                let answer = fresh
+                    .post(
+                        &self.target,
+                        &self.headers,
+                        session,
+                        version,
+                        body.as_bytes(),
+                        id,
+                    )
+                    .await
+                    .map_err(PostError::into_failure)?;
+                if answer.keep_alive {
+                    *connection = Some(fresh);
+                }
+                Ok(answer)
+            }
+            Err(error) => Err(error.into_failure()),
+        }
+    }
+
+    async fn delete(&self) {
+        let Some(id) = &self.id else { return };
+        let Ok(mut connection) = HttpConnection::connect(&self.target).await else {
+            return;
+        };
+        let request = format!(
+            "DELETE {} HTTP/1.1\r\nHost: {}\r\n{}Mcp-Session-Id: {id}\r\nContent-Length: 0\r\n\r\n",
+            self.target.path, self.target.authority, self.headers
+        );
+        let ending = async {
+            connection
+                .stream
+                .get_mut()
+                .write_all(request.as_bytes())
+                .await?;
+            let mut line = Vec::new();
+            connection.stream.read_until(b'\n', &mut line).await
+        };
+        // Best effort: a server that keeps no sessions may not answer DELETE at all.
+        let _ = tokio::time::timeout(Duration::from_secs(1), ending).await;
+    }
+}
+
+/// One answer to a POST.
+struct Answer {
+    /// The JSON-RPC response (none for an accepted notification).
+    message: Option<Value>,
+    session_id: Option<String>,
+    keep_alive: bool,
+}
+
+enum PostError {
+    /// The connection closed before any byte of an answer: the request may be sent again.
+    Unanswered(std::io::Error),
+    Failed(Failure),
+}
+
+impl PostError {
+    fn into_failure(self) -> Failure {
+        match self {
+            PostError::Unanswered(error) => {
+                Failure::transport(format!("the connection closed without an answer: {error}"))
+            }
+            PostError::Failed(failure) => failure,
+        }
+    }
+}
+
+impl From<Failure> for PostError {
+    fn from(failure: Failure) -> Self {
+        PostError::Failed(failure)
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub(crate) struct HttpConnection {
+    stream: BufReader<TcpStream>,
+    line: Vec<u8>,
+}
+
+fn io_failure(error: std::io::Error) -> Failure {
+    Failure::transport(error.to_string())
+}
+
+impl HttpConnection {
+    async fn connect(target: &HttpTarget) -> Result<HttpConnection, Failure> {
+        let stream = TcpStream::connect(&target.address).await.map_err(|error| {
+            Failure::transport(format!("connecting to {}: {error}", target.address))
+        })?;
+        stream.set_nodelay(true).map_err(io_failure)?;
+        Ok(HttpConnection {
+            stream: BufReader::with_capacity(16 * 1024, stream),
+            line: Vec::with_capacity(256),
+        })
+    }
+
+    async fn post(
+        &mut self,
+        target: &HttpTarget,
+        headers: &str,
+        session: Option<&str>,
+        version: Option<&str>,
+        body: &[u8],
+        id: Option<u64>,
+    ) -> Result<Answer, PostError> {
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n{headers}",
+            target.path,
+            target.authority,
+            body.len()
+        );
+        if let Some(session) = session {
+            request.push_str("Mcp-Session-Id: ");
+            request.push_str(session);
+            request.push_str("\r\n");
+        }
+        if let Some(version) = version.filter(|v| !v.is_empty()) {
+            request.push_str("Mcp-Protocol-Version: ");
+            request.push_str(version);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        if let Err(error) = self.stream.get_mut().write_all(&bytes).await {
+            return Err(PostError::Unanswered(error));
+        }
+
+        let status_line = self.read_line().await.map_err(PostError::Unanswered)?;
+        if status_line.is_empty() {
+            return Err(PostError::Unanswered(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        let status = parse_status(&status_line)?;
+        let head = self.read_head().await?;
+        let mut body = Body::new(&head)?;
+        if !(200..300).contains(&status) {
+            let text = body.read_all(self).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let text: String = text.chars().take(300).collect();
+            return Err(Failure::transport(format!("HTTP {status}: {}", text.trim())).into());
+        }
+        let message = if head.event_stream {
+            body.find_response(self, id).await?
+        } else {
+            let bytes = body.read_all(self).await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(parse_message(&bytes)?)
+            }
+        };
+        if let (Some(id), Some(message)) = (id, &message)
+            && message.get("id").and_then(Value::as_u64) != Some(id)
+        {
+            return Err(Failure::protocol(format!(
+                "an answer for id {} to the request of id {id}",
+                message.get("id").unwrap_or(&Value::Null)
+            ))
+            .into());
+        }
+        if id.is_some() && message.is_none() {
+            return Err(Failure::protocol(format!(
+                "HTTP {status} with no response to the request"
+            ))
+            .into());
+        }
+        Ok(Answer {
+            message,
+            session_id: head.session_id,
+            keep_alive: head.keep_alive && body.finished(),
+        })
+    }
+
+    /// One line, CRLF included; empty at the end of the stream.
+    async fn read_line(&mut self) -> std::io::Result<String> {
+        self.line.clear();
+        let read = (&mut self.stream)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut self.line)
+            .await?;
+        if read > 0 && !self.line.ends_with(b"\n") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a line longer than 64 KiB",
+            ));
+        }
+        Ok(String::from_utf8_lossy(&self.line).into_owned())
+    }
+
+    async fn read_head(&mut self) -> Result<Head, Failure> {
+        let mut head = Head {
+            keep_alive: true,
+            ..Head::default()
+        };
+        for _ in 0..256 {
+            let line = self.read_line().await.map_err(io_failure)?;
+            if line.is_empty() {
+                return Err(Failure::transport(
+                    "the connection closed inside the headers",
+                ));
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                return Ok(head);
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(Failure::transport(format!(
+                    "a malformed header line {line:?}"
+                )));
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => {
+                    head.length = Some(value.parse().map_err(|_| {
+                        Failure::transport(format!("Content-Length {value:?} is not a number"))
+                    })?);
+                }
+                "transfer-encoding" => {
+                    head.chunked = value.to_ascii_lowercase().contains("chunked")
+                }
+                "content-type" => {
+                    head.event_stream = value.to_ascii_lowercase().starts_with("text/event-stream");
+                }
+                "connection" => head.keep_alive = !value.eq_ignore_ascii_case("close"),
+                "mcp-session-id" => head.session_id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Err(Failure::transport("more than 256 header lines"))
+    }
+}
+
+fn parse_status(line: &str) -> Result<u16, Failure> {
+    let mut parts = line.split_whitespace();
+    match (parts.next(), parts.next().map(str::parse::<u16>)) {
+        (Some(version), Some(Ok(status))) if version.starts_with("HTTP/1.") => Ok(status),
+        _ => Err(Failure::transport(format!(
+            "not an HTTP/1.x status line: {:?}",
+            line.trim_end()
+        ))),
+    }
+}
+
+fn parse_message(bytes: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        let text: String = String::from_utf8_lossy(bytes).chars().take(200).collect();
+        Failure::protocol(format!("not JSON ({error}): {text}"))
+    })
+}
+
+#[derive(Default)]
+struct Head {
+    length: Option<usize>,
+    chunked: bool,
+    event_stream: bool,
+    keep_alive: bool,
+    session_id: Option<String>,
+}
+
+/// A response body being read: its framing and how much is left.
+struct Body {
+    framing: Framing,
+    done: bool,
+}
+
+enum Framing {
+    Length(usize),
+    /// In a chunked body: what is left of the current chunk (0 between chunks).
+    Chunked(usize),
+    /// Neither: the body ends when the connection closes.
+    UntilClose,
+}
+
+impl Body {
+    fn new(head: &Head) -> Result<Body, Failure> {
+        let framing = if head.chunked {
+            Framing::Chunked(0)
+        } else if let Some(length) = head.length {
+            if length > MAX_MESSAGE {
+                return Err(Failure::protocol(format!(
+                    "a body of {length} bytes, over the limit"
+                )));
+            }
+            Framing::Length(length)
+        } else {
+            Framing::UntilClose
+        };
+        let done = matches!(framing, Framing::Length(0));
+        Ok(Body { framing, done })
+    }
+
+    fn finished(&self) -> bool {
+        self.done && !matches!(self.framing, Framing::UntilClose)
+    }
+
+    /// The next piece of the body, appended to `out`; false at its end.
+    async fn read_some(
+        &mut self,
+        connection: &mut HttpConnection,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Failure> {
+        if self.done {
+            return Ok(false);
+        }
+        match &mut self.framing {
+            Framing::Length(left) => {
+                let start = out.len();
+                out.resize(start + *left, 0);
+                connection
+                    .stream
+                    .read_exact(&mut out[start..])
+                    .await
+                    .map_err(io_failure)?;
+                *left = 0;
+                self.done = true;
+                Ok(true)
+            }
+            Framing::Chunked(left) => {
+                if *left == 0 {
+                    let line = connection.read_line().await.map_err(io_failure)?;
+                    let size = line.trim_end();
+                    let size = size.split(';').next().unwrap_or_default().trim();
+                    let size = usize::from_str_radix(size, 16).map_err(|_| {
+                        Failure::transport(format!("a malformed chunk size {size:?}"))
+                    })?;
+                    if size == 0 {
+                        // Trailers, then the blank line that ends the body.
+                        loop {
+                            let line = connection.read_line().await.map_err(io_failure)?;
+                            if line.trim_end().is_empty() {
+                                break;
+                            }
+                        }
+                        self.done = true;
+                        return Ok(false);
+                    }
+                    if size > MAX_MESSAGE {
+                        return Err(Failure::protocol(format!(
+                            "a chunk of {size} bytes, over the limit"
+                        )));
+                    }
+                    *left = size;
+                }
+                let start = out.len();
+                out.resize(start + *left, 0);
+                connection
+                    .stream
+                    .read_exact(&mut out[start..])
+                    .await
+                    .map_err(io_failure)?;
+                *left = 0;
+                let mut crlf = [0u8; 2];
+                connection
+                    .stream
+                    .read_exact(&mut crlf)
+                    .await
+                    .map_err(io_failure)?;
+                Ok(true)
+            }
+            Framing::UntilClose => {
+                let buffer = connection.stream.fill_buf().await.map_err(io_failure)?;
+                if buffer.is_empty() {
+                    self.done = true;
+                    return Ok(false);
+                }
+                let n = buffer.len();
+                out.extend_from_slice(buffer);
+                connection.stream.consume(n);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn read_all(&mut self, connection: &mut HttpConnection) -> Result<Vec<u8>, Failure> {
+        let mut out = Vec::new();
+        while self.read_some(connection, &mut out).await? {
+            if out.len() > MAX_MESSAGE {
+                return Err(Failure::protocol("a body over the limit"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads an SSE body until the response to `id` (skipping notifications and anything the
+    /// server asks), then what is left of the stream if it ends soon.
+    async fn find_response(
+        &mut self,
+        connection: &mut HttpConnection,
+        id: Option<u64>,
+    ) -> Result<Option<Value>, Failure> {
+        let mut buffer = Vec::new();
+        let mut scanned = 0;
+        let mut found = None;
+        while found.is_none() {
+            while let Some((end, next)) = event_end(&buffer, scanned) {
+                if let Some(message) = event_message(&buffer[..end])?
+                    && is_response_to(&message, id)
+                {
+                    found = Some(message);
+                    buffer.drain(..next);
+                    break;
+                }
+                buffer.drain(..next);
+                scanned = 0;
+            }
+            if found.is_some() {
+                break;
+            }
+            scanned = buffer.len().saturating_sub(3);
+            if buffer.len() > MAX_MESSAGE {
+                return Err(Failure::protocol("an event over the limit"));
+            }
+            if !self.read_some(connection, &mut buffer).await? {
+                if id.is_none() {
+                    return Ok(None);
+                }
+                return Err(Failure::protocol(
+                    "the event stream ended without the response",
+                ));
+            }
+        }
+        // The rest of the stream, so the connection can be reused; one that stays open is
+        // given up instead.
+        let mut rest = Vec::new();
+        let tail = async {
+            while self.read_some(connection, &mut rest).await? {
+                rest.clear();
+            }
+            Ok::<(), Failure>(())
+        };
+        if !matches!(tokio::time::timeout(STREAM_TAIL, tail).await, Ok(Ok(()))) {
+            self.done = false;
+        }
+        Ok(found)
+    }
+}
+
+/// Where the first event in `buffer` ends (searching from `from`): the end of its lines and
+/// the start of the next event.
+fn event_end(buffer: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut at = from;
+    while at < buffer.len() {
+        if buffer[at] == b'\n' {
+            if buffer.get(at + 1) == Some(&b'\n') {
+                return Some((at, at + 2));
+            }
+            if buffer.get(at + 1) == Some(&b'\r') && buffer.get(at + 2) == Some(&b'\n') {
+                return Some((at, at + 3));
+            }
+        }
+        at += 1;
+    }
+    None
+}
+
+/// The JSON-RPC message of one event (its `data:` lines joined), if it has data.
+fn event_message(event: &[u8]) -> Result<Option<Value>, Failure> {
+    let mut data = Vec::new();
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(value) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+        }
+    }
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    parse_message(&data).map(Some)
+}
+
+fn is_response_to(message: &Value, id: Option<u64>) -> bool {
+    message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
+        && id.is_none_or(|id| message.get("id").and_then(Value::as_u64) == Some(id))
+}
+
+/// A server on stdin/stdout, shared by all lanes.
+pub(crate) struct StdioSession {
+    /// `None` once closed: dropping it is what closes the pipe.
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Failure>>>>,
+    next_id: AtomicU64,
+    child: Mutex<Option<Child>>,
+    /// The last lines of its stderr, and whether it has exited.
+    state: Arc<Mutex<StdioState>>,
+}
+
+#[derive(Default)]
+struct StdioState {
+    stderr: std::collections::VecDeque<String>,
+    exited: bool,
+}
+
+impl StdioSession {
+    fn spawn(
+        command: &str,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+        cwd: Option<&std::path::Path>,
+    ) -> Result<Arc<StdioSession>, Failure> {
+        let mut spawn = Command::new(command);
+        spawn
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = cwd {
+            spawn.current_dir(cwd);
+        }
+        let mut child = spawn
+            .spawn()
+            .map_err(|error| Failure::transport(format!("starting {command:?}: {error}")))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(Failure::transport("the child's pipes are missing"));
+        };
+        let state = Arc::new(Mutex::new(StdioState::default()));
+        let tail = state.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut state = lock(&tail);
+                if state.stderr.len() == STDERR_TAIL {
+                    state.stderr.pop_front();
+                }
+                state.stderr.push_back(line);
+            }
+        });
+        let session = Arc::new(StdioSession {
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(2),
+            child: Mutex::new(Some(child)),
+            state,
+        });
+        session.read_answers(stdout);
+        Ok(session)
+    }
+
+    /// Reads answers and hands each to the request waiting for it, until the process exits.
+    fn read_answers(self: &Arc<Self>, stdout: tokio::process::ChildStdout) {
+        let session = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match (&mut lines)
+                    .take(MAX_MESSAGE as u64)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let Some(session) = session.upgrade() else {
+                    break;
+                };
+                session.dispatch(&line).await;
+            }
+            if let Some(session) = session.upgrade() {
+                lock(&session.state).exited = true;
+                let waiting: Vec<_> = lock(&session.pending).drain().collect();
+                let failure = session.exited();
+                for (_, answer) in waiting {
+                    let _ = answer.send(Err(failure.clone()));
+                }
+            }
+        });
+    }
+
+    async fn dispatch(&self, line: &[u8]) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let message: Value = match serde_json::from_slice(line) {
+            Ok(message) => message,
+            // Not a message; a server that prints to stdout breaks clients, but the
+            // requests it answers still count.
+            Err(_) => return,
+        };
+        if let Some(method) = message.get("method").and_then(Value::as_str) {
+            // A request of the server's own: ping is answered, anything else refused.
+            if let Some(id) = message.get("id") {
+                let reply = if method == "ping" {
+                    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+                } else {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"the lab's client does not serve {method}"}}}}"#
+                    )
+                };
+                let _ = self.send(&reply).await;
+            }
+            return;
+        }
+        let Some(id) = message.get("id").and_then(Value::as_u64) else {
+            return;
+        };
+        let waiting = lock(&self.pending).remove(&id);
+        if let Some(answer) = waiting {
+            let _ = answer.send(Ok(message));
+        }
+    }
+
+    fn pending_insert(&self, id: u64, answer: oneshot::Sender<Result<Value, Failure>>) {
+        lock(&self.pending).insert(id, answer);
+    }
+
+    fn pending_remove(&self, id: u64) {
+        lock(&self.pending).remove(&id);
+    }
+
+    async fn send(&self, line: &str) -> Result<(), Failure> {
+        if lock(&self.state).exited {
+            return Err(self.exited());
+        }
+        let mut stdin = self.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(Failure::transport("the session is closed"));
+        };
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        pipe.write_all(&bytes).await.map_err(|_| self.exited())?;
+        Ok(())
+    }
+
+    /// Sends a request with id 1 and waits for its answer (the handshake, before any lane).
+    async fn request(self: &Arc<Self>, body: String) -> Result<Value, Failure> {
+        let (answer, receiver) = oneshot::channel();
+        self.pending_insert(1, answer);
+        self.send(&body).await?;
+        receiver.await.map_err(|_| self.exited())?
+    }
+
+    /// Why requests fail now that the process has gone.
+    fn exited(&self) -> Failure {
+        let state = lock(&self.state);
+        let mut message = "the server process exited".to_owned();
+        if !state.stderr.is_empty() {
+            message.push_str("; its last stderr: ");
+            message.push_str(&state.stderr.iter().cloned().collect::<Vec<_>>().join(" | "));
+        }
+        Failure::transport(message)
+    }
+
+    async fn close(&self) {
+        let child = lock(&self.child).take();
+        let Some(mut child) = child else { return };
+        // Closing stdin is how a stdio server is asked to stop.
+        drop(self.stdin.lock().await.take());
+        if tokio::time::timeout(EXIT_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

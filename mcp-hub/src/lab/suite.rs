@@ -1,0 +1,617 @@
+//! `suite.toml`: what a lab run loads, where, and what it expects.
+//!
+//! ```toml
+//! name = "tasks"
+//! timeout = "10s"                       # per request
+//!
+//! [target]                              # one of: url, command, upstream
+//! url = "http://127.0.0.1:8080/mcp"
+//!
+//! [[steps]]
+//! kind = "list_tools"
+//! expect = { contains = "get_tasks" }
+//!
+//! [[steps]]
+//! name = "get_tasks at 200/s"
+//! kind = "call"
+//! tool = "get_tasks"
+//! arguments = { limit = 10 }
+//! rate = 200                            # calls per second, for `duration`
+//! duration = "10s"
+//! expect = { p99_below_ms = 5, error_rate_below = 0.001 }
+//! ```
+//!
+//! Parsing checks everything a run would trip on later (an unknown key, a zero rate, a call
+//! without a tool), so a bad suite fails before any request is sent.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::gateway::{GatewayConfig, Transport};
+
+/// Calls per step when a suite gives neither `calls` nor `rate`.
+pub(crate) const DEFAULT_CALLS: u64 = 1;
+/// Requests in flight at once in a counted step unless it says otherwise.
+pub(crate) const DEFAULT_CONCURRENCY: usize = 1;
+/// The most requests in flight in a fixed-rate step unless it says otherwise: enough that a
+/// slow answer does not delay the requests due after it.
+pub(crate) const DEFAULT_RATE_CONCURRENCY: usize = 64;
+/// The longest a request may take unless the suite says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most requests in flight one step may ask for.
+pub(crate) const MAX_CONCURRENCY: usize = 4096;
+/// The most calls one step may make (a count or rate × duration).
+pub(crate) const MAX_CALLS: u64 = 100_000_000;
+
+/// A parsed, checked suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    pub name: String,
+    pub target: Target,
+    /// The longest one request may take before it counts as a timeout.
+    pub timeout: Duration,
+    pub steps: Vec<Step>,
+}
+
+/// The MCP server a suite runs against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The same transports the gateway knows: a command (stdio) or a Streamable HTTP URL.
+    Server(Transport),
+}
+
+impl Target {
+    /// A `--target` given on the command line: a URL when it starts with `http://` or
+    /// `https://`, else a command line split on whitespace.
+    pub fn from_arg(arg: &str) -> Result<Target, SuiteError> {
+        let arg = arg.trim();
+        if arg.starts_with("http://") || arg.starts_with("https://") {
+            return Ok(Target::Server(Transport::Http {
+                url: arg.to_owned(),
+                headers: BTreeMap::new(),
+                bearer_token: None,
+            }));
+        }
+        let mut words = arg.split_whitespace().map(str::to_owned);
+        let Some(command) = words.next() else {
+            return Err(invalid("target", "is empty; give a URL or a command"));
+        };
+        Ok(Target::Server(Transport::Stdio {
+            command,
+            args: words.collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+        }))
+    }
+
+    /// How the target is named in reports (no secrets: headers and environment are left out).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Server(Transport::Http { url, .. }) => url.clone(),
+            Target::Server(Transport::Stdio { command, args, .. }) => {
+                let mut line = command.clone();
+                for arg in args {
+                    line.push(' ');
+                    line.push_str(arg);
+                }
+                line
+            }
+        }
+    }
+}
+
+/// One step of a suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub action: Action,
+    pub load: Load,
+    pub expect: Expect,
+}
+
+/// What a step's requests do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Opens fresh sessions (a new connection, or a new process for a command) and times the
+    /// `initialize` handshake of each.
+    Initialize,
+    /// `tools/list` on the run's session.
+    ListTools,
+    /// `tools/call` of `tool` with `arguments` on the run's session.
+    Call { tool: String, arguments: Value },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Initialize => "initialize",
+            Action::ListTools => "list_tools",
+            Action::Call { .. } => "call",
+        }
+    }
+}
+
+/// How many requests a step sends, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// `calls` requests, `concurrency` at a time, each sent as soon as one finishes.
+    Count { calls: u64, concurrency: usize },
+    /// `rate` requests per second for `duration`, each due at its own time whether or not
+    /// the ones before have been answered (up to `concurrency` in flight). Latency is
+    /// measured from when a request was due, so a stall shows in every request it delayed.
+    Rate {
+        rate: f64,
+        duration: Duration,
+        concurrency: usize,
+    },
+}
+
+impl Load {
+    /// How many requests this load sends.
+    pub fn calls(&self) -> u64 {
+        match *self {
+            Load::Count { calls, .. } => calls,
+            // Checked against MAX_CALLS when parsed; a fraction of a call is not sent.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Load::Rate { rate, duration, .. } => (rate * duration.as_secs_f64()).floor() as u64,
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        match *self {
+            Load::Count { concurrency, .. } | Load::Rate { concurrency, .. } => concurrency,
+        }
+    }
+}
+
+/// What a step must show to pass.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Expect {
+    /// Every request succeeds (the default unless `error_rate_below` is given).
+    pub no_error: bool,
+    /// Every result's JSON holds this text (in a text content, a value, anywhere).
+    pub contains: Option<String>,
+    /// Every result has this value at this path (`$.structuredContent.count`,
+    /// `content[0].text`).
+    pub json_path: Option<(JsonPath, Value)>,
+    /// The step's 99th percentile latency is below this.
+    pub p99_below: Option<Duration>,
+    /// The share of failed requests (0–1) is below this.
+    pub error_rate_below: Option<f64>,
+}
+
+/// A path into a JSON value: keys and array indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl JsonPath {
+    /// Parses `$.a.b[0].c`, `a.b.0.c` or `a["key with dots"]`.
+    pub fn parse(text: &str) -> Result<JsonPath, String> {
+        let mut segments = Vec::new();
+        let rest = text.trim();
+        let mut rest = rest.strip_prefix('$').unwrap_or(rest);
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('.') {
+                rest = after;
+                continue;
+            }
+            if let Some(after) = rest.strip_prefix("[\"") {
+                let end = after
+                    .find("\"]")
+                    .ok_or_else(|| format!("{text:?}: `[\"` without a closing `\"]`"))?;
+                segments.push(Segment::Key(after[..end].to_owned()));
+                rest = &after[end + 2..];
+            } else if let Some(after) = rest.strip_prefix('[') {
+                let end = after
+                    .find(']')
+                    .ok_or_else(|| format!("{text:?}: `[` without a closing `]`"))?;
+                let index = after[..end]
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{text:?}: `[{}]` is not an index", &after[..end]))?;
+                segments.push(Segment::Index(index));
+                rest = &after[end + 1..];
+            } else {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                let key = &rest[..end];
+                segments.push(match key.parse() {
+                    Ok(index) => Segment::Index(index),
+                    Err(_) => Segment::Key(key.to_owned()),
+                });
+                rest = &rest[end..];
+            }
+        }
+        if segments.is_empty() {
+            return Err(format!("{text:?}: the path names nothing"));
+        }
+        Ok(JsonPath {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value at this path, if there is one.
+    pub fn find<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        self.segments
+            .iter()
+            .try_fold(value, |value, segment| match segment {
+                Segment::Key(key) => value.get(key),
+                Segment::Index(index) => value.get(index),
+            })
+    }
+}
+
+/// Why a suite cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuiteError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{field} {message}")]
+    Invalid { field: String, message: String },
+    #[error("target upstream {upstream:?}: {message}")]
+    Upstream { upstream: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> SuiteError {
+    SuiteError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Suite {
+    /// Reads and checks a suite file; a target `hub` path is resolved against its directory.
+    pub fn from_path(path: &Path) -> Result<Suite, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Suite::parse(&text, base)
+            .map_err(|error| SuiteError::Syntax(format!("{}: {error}", path.display())))
+    }
+
+    /// Parses and checks suite text.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Suite, SuiteError> {
+        let raw: RawSuite =
+            toml::from_str(text).map_err(|error| SuiteError::Syntax(error.to_string()))?;
+        let name = raw.name.trim().to_owned();
+        if name.is_empty() || name.len() > 128 {
+            return Err(invalid("name", "must be 1 to 128 characters"));
+        }
+        let timeout = match raw.timeout {
+            Some(text) => parse_duration("timeout", &text)?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let target = raw.target.into_target(base_dir)?;
+        if raw.steps.is_empty() {
+            return Err(invalid("steps", "are missing; a suite needs at least one"));
+        }
+        let mut steps = Vec::with_capacity(raw.steps.len());
+        for (index, step) in raw.steps.into_iter().enumerate() {
+            let step = step.into_step(index)?;
+            if steps.iter().any(|s: &Step| s.name == step.name) {
+                return Err(invalid(
+                    format!("steps[{index}].name"),
+                    format!(
+                        "{:?} is used by an earlier step; names must be unique",
+                        step.name
+                    ),
+                ));
+            }
+            steps.push(step);
+        }
+        Ok(Suite {
+            name,
+            target,
+            timeout,
+            steps,
+        })
+    }
+}
+
+fn parse_duration(field: &str, text: &str) -> Result<Duration, SuiteError> {
+    crate::gateway::config::parse_duration(text).map_err(|message| invalid(field, message))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    name: String,
+    timeout: Option<String>,
+    target: RawTarget,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    bearer_token: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    /// A server of a `hub.toml` (or Claude/Cursor JSON), run as the gateway would run it.
+    upstream: Option<String>,
+    /// That file; `hub.toml` beside the suite unless given.
+    hub: Option<PathBuf>,
+}
+
+impl RawTarget {
+    fn into_target(self, base_dir: &Path) -> Result<Target, SuiteError> {
+        let given = [
+            self.url.is_some(),
+            self.command.is_some(),
+            self.upstream.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(invalid(
+                "target",
+                "needs exactly one of url, command or upstream",
+            ));
+        }
+        if let Some(url) = self.url {
+            if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                return Err(invalid(
+                    "target",
+                    "args, env and cwd go with command, not url",
+                ));
+            }
+            check_url(&url)?;
+            return Ok(Target::Server(Transport::Http {
+                url,
+                headers: self.headers,
+                bearer_token: self.bearer_token,
+            }));
+        }
+        if let Some(command) = self.command {
+            if !self.headers.is_empty() || self.bearer_token.is_some() {
+                return Err(invalid(
+                    "target",
+                    "headers and bearer_token go with url, not command",
+                ));
+            }
+            if command.trim().is_empty() {
+                return Err(invalid("target.command", "is empty"));
+            }
+            return Ok(Target::Server(Transport::Stdio {
+                command,
+                args: self.args,
+                env: self.env,
+                cwd: self.cwd.map(|cwd| base_dir.join(cwd)),
+            }));
+        }
+        let upstream = self.upstream.unwrap_or_default();
+        let hub = base_dir.join(self.hub.unwrap_or_else(|| PathBuf::from("hub.toml")));
+        let config = GatewayConfig::from_path(&hub).map_err(|error| SuiteError::Upstream {
+            upstream: upstream.clone(),
+            message: error.to_string(),
+        })?;
+        let server = config
+            .server(&upstream)
+            .ok_or_else(|| SuiteError::Upstream {
+                upstream: upstream.clone(),
+                message: format!(
+                    "{} has no such server (it has: {})",
+                    hub.display(),
+                    config
+                        .servers
+                        .iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        Ok(Target::Server(server.transport.clone()))
+    }
+}
+
+/// Only plain `http://host:port/path` is spoken by the lab's client.
+pub(crate) fn check_url(url: &str) -> Result<(), SuiteError> {
+    super::client::HttpTarget::parse(url)
+        .map(|_| ())
+        .map_err(|message| invalid("target.url", message))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Option<String>,
+    kind: String,
+    tool: Option<String>,
+    arguments: Option<toml::Value>,
+    calls: Option<u64>,
+    rate: Option<f64>,
+    duration: Option<String>,
+    concurrency: Option<usize>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    no_error: Option<bool>,
+    contains: Option<String>,
+    json_path: Option<String>,
+    equals: Option<toml::Value>,
+    p99_below_ms: Option<f64>,
+    error_rate_below: Option<f64>,
+}
+
+impl RawStep {
+    fn into_step(self, index: usize) -> Result<Step, SuiteError> {
+        let field = |name: &str| format!("steps[{index}].{name}");
+        if self.kind != "call" && (self.tool.is_some() || self.arguments.is_some()) {
+            return Err(invalid(
+                field("tool"),
+                "and arguments go with kind = \"call\" only",
+            ));
+        }
+        let action = match self.kind.as_str() {
+            "initialize" => Action::Initialize,
+            "list_tools" => Action::ListTools,
+            "call" => {
+                let tool = self
+                    .tool
+                    .clone()
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or_else(|| invalid(field("tool"), "is required for a call step"))?;
+                let arguments = match self.arguments {
+                    None => Value::Object(serde_json::Map::new()),
+                    Some(toml::Value::Table(table)) => serde_json::to_value(table)
+                        .map_err(|e| invalid(field("arguments"), e.to_string()))?,
+                    Some(_) => return Err(invalid(field("arguments"), "must be a table")),
+                };
+                Action::Call { tool, arguments }
+            }
+            other => {
+                return Err(invalid(
+                    field("kind"),
+                    format!("{other:?} is not a step kind; use initialize, list_tools or call"),
+                ));
+            }
+        };
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
+            return Err(invalid(
+                field("concurrency"),
+                format!("must be 1 to {MAX_CONCURRENCY}"),
+            ));
+        }
+        let load = match (self.calls, self.rate, self.duration) {
+            (Some(_), Some(_), _) => {
+                return Err(invalid(
+                    field("calls"),
+                    "and rate exclude each other: a count at a concurrency, or a rate for a duration",
+                ));
+            }
+            (calls, None, None) => {
+                let calls = calls.unwrap_or(DEFAULT_CALLS);
+                if calls == 0 || calls > MAX_CALLS {
+                    return Err(invalid(field("calls"), format!("must be 1 to {MAX_CALLS}")));
+                }
+                Load::Count { calls, concurrency }
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(invalid(field("duration"), "goes with rate, not calls"));
+            }
+            (None, Some(_), None) => {
+                return Err(invalid(field("duration"), "is required with rate"));
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(field("rate"), "is required with duration"));
+            }
+            (None, Some(rate), Some(duration)) => {
+                if !rate.is_finite() || rate <= 0.0 {
+                    return Err(invalid(
+                        field("rate"),
+                        "must be a positive number of calls per second",
+                    ));
+                }
+                let duration = parse_duration(&field("duration"), &duration)?;
+                let load = Load::Rate {
+                    rate,
+                    duration,
+                    concurrency: self.concurrency.unwrap_or(DEFAULT_RATE_CONCURRENCY),
+                };
+                if load.calls() == 0 {
+                    return Err(invalid(field("rate"), "× duration is less than one call"));
+                }
+                if load.calls() > MAX_CALLS {
+                    return Err(invalid(
+                        field("rate"),
+                        format!("× duration exceeds {MAX_CALLS} calls"),
+                    ));
+                }
+                load
+            }
+        };
+        let expect = self.expect.into_expect(index)?;
+        let name = match self.name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(invalid(field("name"), "is empty"));
+            }
+            Some(name) => name,
+            None => match &action {
+                Action::Call { tool, .. } => tool.clone(),
+                other => other.kind().to_owned(),
+            },
+        };
+        Ok(Step {
+            name,
+            action,
+            load,
+            expect,
+        })
+    }
+}
+
+impl RawExpect {
+    fn into_expect(self, index: usize) -> Result<Expect, SuiteError> {
+        let field = |name: &str| format!("steps[{index}].expect.{name}");
+        let json_path = match (self.json_path, self.equals) {
+            (Some(path), Some(equals)) => Some((
+                JsonPath::parse(&path).map_err(|m| invalid(field("json_path"), m))?,
+                serde_json::to_value(equals)
+                    .map_err(|e| invalid(field("equals"), e.to_string()))?,
+            )),
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid(field("equals"), "is required with json_path")),
+            (None, Some(_)) => return Err(invalid(field("json_path"), "is required with equals")),
+        };
+        let p99_below = match self.p99_below_ms {
+            Some(ms) if ms.is_finite() && ms > 0.0 && ms < 1e9 => {
+                Some(Duration::from_secs_f64(ms / 1000.0))
+            }
+            Some(_) => return Err(invalid(field("p99_below_ms"), "must be a positive number")),
+            None => None,
+        };
+        if let Some(rate) = self.error_rate_below
+            && !(rate > 0.0 && rate <= 1.0)
+        {
+            return Err(invalid(
+                field("error_rate_below"),
+                "must be above 0 and at most 1 (a share of requests)",
+            ));
+        }
+        Ok(Expect {
+            no_error: self.no_error.unwrap_or(self.error_rate_below.is_none()),
+            contains: self.contains,
+            json_path,
+            p99_below,
+            error_rate_below: self.error_rate_below,
+        })
+    }
+}

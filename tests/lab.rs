@@ -1,0 +1,565 @@
+//! The lab's runner against servers whose behaviour is known: a fixed delay, a fixed error
+//! rate and a one-second stall (an rmcp server over Streamable HTTP, in this process), and
+//! `echo_upstream` over stdio; then `mcp-hub lab run` as a user runs it, its exit codes and
+//! its result file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use mcp_hub::lab::{ErrorKind, Progress, RunReport, Suite, run_suite};
+use rmcp::{
+    ErrorData as McpError, ServerHandler,
+    handler::server::common::schema_for_empty_input,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    },
+    service::RequestContext,
+    transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    },
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const HUB: &str = env!("CARGO_BIN_EXE_mcp-hub");
+
+/// A server of known behaviour. `delay {ms}` answers after `ms`; `every_tenth_fails` fails
+/// calls 10, 20, 30, … (of its own count); `stall_once {after}` answers at once, except that
+/// call number `after` starts a one-second stall of the whole tool: it and every call that
+/// arrives during it answer when the second is over.
+#[derive(Clone, Default)]
+struct Known {
+    calls: Arc<AtomicU64>,
+    stall_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+const STALL: Duration = Duration::from_secs(1);
+
+impl ServerHandler for Known {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("known", "1.0.0"))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<rmcp::RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let tools = ["delay", "every_tenth_fails", "stall_once"]
+            .into_iter()
+            .map(|name| Tool::new(name, "known behaviour", schema_for_empty_input()))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<rmcp::RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let argument = |name: &str| {
+            request
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get(name))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = match request.name.as_ref() {
+            "delay" => {
+                tokio::time::sleep(Duration::from_millis(argument("ms"))).await;
+                CallToolResult::structured(json!({ "n": n, "ok": true }))
+            }
+            "every_tenth_fails" if n.is_multiple_of(10) => {
+                CallToolResult::error(vec![ContentBlock::text(format!("call {n} fails"))])
+            }
+            "every_tenth_fails" => CallToolResult::structured(json!({ "n": n })),
+            "stall_once" => {
+                let until = {
+                    let mut stall = self.stall_until.lock().unwrap();
+                    if n == argument("after") {
+                        *stall = Some(tokio::time::Instant::now() + STALL);
+                    }
+                    *stall
+                };
+                if let Some(until) = until {
+                    tokio::time::sleep_until(until).await;
+                }
+                CallToolResult::structured(json!({ "n": n }))
+            }
+            other => return Err(McpError::invalid_params(format!("no tool {other}"), None)),
+        };
+        Ok(result.into())
+    }
+}
+
+/// Serves `Known` at `http://<address>/mcp` until the test ends.
+async fn known_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // One server state for every session, so counts are the server's, not a session's.
+    let state = Known::default();
+    let service = StreamableHttpService::new(
+        move || Ok(state.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+    tokio::spawn(mcp_core::http::serve(
+        listener,
+        app,
+        std::future::pending(),
+        CancellationToken::new(),
+    ));
+    format!("http://{address}/mcp")
+}
+
+fn suite(text: &str) -> Suite {
+    Suite::parse(text, Path::new(".")).unwrap()
+}
+
+async fn run(text: &str) -> RunReport {
+    run_suite(&suite(text), Arc::new(Progress::default())).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_delay_shows_as_the_latency_and_a_fixed_error_rate_as_tool_errors() {
+    let url = known_server().await;
+    let report = run(&format!(
+        r#"
+        name = "known"
+        [target]
+        url = "{url}"
+
+        [[steps]]
+        kind = "list_tools"
+        expect = {{ contains = "every_tenth_fails" }}
+
+        [[steps]]
+        name = "delay 20 ms"
+        kind = "call"
+        tool = "delay"
+        arguments = {{ ms = 20 }}
+        calls = 200
+        concurrency = 8
+        expect = {{ p99_below_ms = 60, json_path = "structuredContent.ok", equals = true }}
+
+        [[steps]]
+        name = "one in ten fails"
+        kind = "call"
+        tool = "every_tenth_fails"
+        calls = 500
+        concurrency = 4
+        expect = {{ error_rate_below = 0.2 }}
+        "#
+    ))
+    .await;
+    assert!(report.session.error.is_none(), "{report:?}");
+    let server = report.session.server.as_ref().unwrap();
+    assert_eq!(server.name, "known");
+    assert!(report.session.initialize_ms > 0.0);
+    assert_eq!(report.steps.len(), 3);
+
+    let list = &report.steps[0];
+    assert_eq!((list.requests, list.ok), (1, 1), "{list:?}");
+    assert!(list.passed);
+
+    let delay = &report.steps[1];
+    assert_eq!((delay.requests, delay.ok), (200, 200), "{delay:?}");
+    // 20 ms of sleep: never less, and on an idle loopback not much more.
+    assert!(delay.latency.min >= 20.0, "{:?}", delay.latency);
+    assert!(
+        delay.latency.p50 < 30.0 && delay.latency.p50 >= 20.0,
+        "{:?}",
+        delay.latency
+    );
+    // 8 at a time, 20 ms each: about 400 per second.
+    assert!(
+        delay.throughput > 250.0 && delay.throughput <= 400.0,
+        "{}",
+        delay.throughput
+    );
+    assert!(delay.passed, "{:?}", delay.expectations);
+    assert_eq!(delay.histogram.iter().map(|b| b.count).sum::<u64>(), 200);
+    assert_eq!(delay.timeline.iter().map(|s| s.requests).sum::<u64>(), 200);
+
+    // Only tool calls count: these are the server's calls 201..=700, of which exactly 50 are
+    // multiples of ten.
+    let flaky = &report.steps[2];
+    assert_eq!(flaky.requests, 500);
+    assert_eq!(flaky.errors[&ErrorKind::Tool], 50, "{flaky:?}");
+    assert_eq!(flaky.ok, 450);
+    for kind in [
+        ErrorKind::Transport,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+    ] {
+        assert_eq!(flaky.errors[&kind], 0, "{kind:?}");
+    }
+    assert!(
+        flaky.error_samples[0].message.contains("fails"),
+        "{:?}",
+        flaky.error_samples
+    );
+    assert!(flaky.passed, "{:?}", flaky.expectations);
+    assert!(report.passed);
+
+    // Failing expectations fail the run, each named.
+    let failing = run(&format!(
+        r#"
+        name = "strict"
+        [target]
+        url = "{url}"
+        [[steps]]
+        kind = "call"
+        tool = "every_tenth_fails"
+        calls = 20
+        [[steps]]
+        kind = "call"
+        tool = "delay"
+        arguments = {{ ms = 5 }}
+        calls = 5
+        expect = {{ p99_below_ms = 1, contains = "nowhere" }}
+        "#
+    ))
+    .await;
+    assert!(!failing.passed);
+    let strict = &failing.steps[0];
+    assert_eq!(strict.errors[&ErrorKind::Tool], 2, "{strict:?}");
+    assert!(!strict.passed);
+    assert_eq!(strict.expectations[0].expectation, "no errors");
+    let delay = &failing.steps[1];
+    assert_eq!(delay.errors[&ErrorKind::Expectation], 5);
+    let failed: Vec<&str> = delay
+        .expectations
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| v.expectation.as_str())
+        .collect();
+    assert_eq!(failed, ["result contains \"nowhere\"", "p99 below 1 ms"]);
+    // Expectation misses are not "errors" of the server.
+    assert!(
+        delay
+            .expectations
+            .iter()
+            .any(|v| v.expectation == "no errors" && v.passed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_second_stall_shows_in_the_p99_of_a_fixed_rate_step() {
+    let url = known_server().await;
+    let started = Instant::now();
+    let report = run(&format!(
+        r#"
+        name = "stall"
+        [target]
+        url = "{url}"
+        [[steps]]
+        kind = "call"
+        tool = "stall_once"
+        arguments = {{ after = 100 }}
+        rate = 200
+        duration = "3s"
+        concurrency = 2
+        "#
+    ))
+    .await;
+    let step = &report.steps[0];
+    assert_eq!((step.requests, step.ok), (600, 600), "{step:?}");
+    // Sent on schedule, the run takes its three seconds, not three plus the stall.
+    assert!(started.elapsed() < Duration::from_millis(4500));
+    // About 200 requests were due during the stall: measured from when each was due, well
+    // over 1 % of them waited most of a second; the median did not.
+    assert!(step.latency.p99 > 800.0, "{:?}", step.latency);
+    assert!(step.latency.max >= 990.0, "{:?}", step.latency);
+    assert!(step.latency.p50 < 50.0, "{:?}", step.latency);
+    // The second the stall began holds its worst latency.
+    let worst = step
+        .timeline
+        .iter()
+        .max_by(|a, b| a.max_ms.total_cmp(&b.max_ms))
+        .unwrap();
+    assert!(
+        worst.at_s <= 2 && worst.max_ms >= 990.0,
+        "{:?}",
+        step.timeline
+    );
+    assert!(step.send_lag_p99_ms.is_some());
+}
+
+fn echo_upstream() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("echo_upstream");
+    assert!(
+        path.exists(),
+        "build the examples first: cargo build --examples"
+    );
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_is_driven_through_one_process_with_requests_in_flight_together() {
+    let report = run(&format!(
+        r#"
+        name = "stdio"
+        timeout = "2s"
+        [target]
+        command = "{}"
+        args = ["stdio", "--name", "lab-echo"]
+
+        [[steps]]
+        kind = "initialize"
+        calls = 3
+
+        [[steps]]
+        kind = "call"
+        tool = "echo"
+        arguments = {{ text = "hello lab" }}
+        calls = 300
+        concurrency = 16
+        expect = {{ contains = "hello lab", json_path = "$.structuredContent.text", equals = "hello lab" }}
+
+        [[steps]]
+        name = "overlapping sleeps"
+        kind = "call"
+        tool = "sleep"
+        arguments = {{ ms = 300 }}
+        calls = 8
+        concurrency = 8
+
+        [[steps]]
+        name = "too slow"
+        kind = "call"
+        tool = "sleep"
+        arguments = {{ ms = 5000 }}
+        calls = 1
+        expect = {{ error_rate_below = 1.0 }}
+        "#,
+        echo_upstream()
+    ))
+    .await;
+    assert_eq!(report.session.server.as_ref().unwrap().name, "lab-echo");
+    let initialize = &report.steps[0];
+    assert_eq!(
+        (initialize.requests, initialize.ok),
+        (3, 3),
+        "{initialize:?}"
+    );
+    let echo = &report.steps[1];
+    assert_eq!((echo.requests, echo.ok), (300, 300), "{echo:?}");
+    assert!(echo.passed);
+    // Eight sleeps of 300 ms at once through one pipe: together, not one after another.
+    let sleeps = &report.steps[2];
+    assert_eq!(sleeps.ok, 8);
+    assert!(sleeps.elapsed_ms < 1500.0, "{sleeps:?}");
+    let slow = &report.steps[3];
+    assert_eq!(slow.errors[&ErrorKind::Timeout], 1, "{slow:?}");
+    assert!(!slow.passed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_is_a_failed_report_not_a_hang() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let report = run(&format!(
+        r#"
+        name = "nowhere"
+        [target]
+        url = "http://127.0.0.1:{port}/mcp"
+        [[steps]]
+        kind = "list_tools"
+        "#
+    ))
+    .await;
+    assert!(!report.passed);
+    assert!(report.steps.is_empty());
+    let error = report.session.error.unwrap();
+    assert!(error.contains("connecting to 127.0.0.1"), "{error}");
+
+    let report = run(r#"
+        name = "no such command"
+        [target]
+        command = "/nonexistent/mcp-server"
+        [[steps]]
+        kind = "list_tools"
+        "#)
+    .await;
+    assert!(
+        report
+            .session
+            .error
+            .unwrap()
+            .contains("/nonexistent/mcp-server")
+    );
+}
+
+#[test]
+fn bad_suites_are_refused_with_what_is_wrong() {
+    let cases = [
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"",
+            "steps are missing",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\ncommand = \"a\"\n[[steps]]\nkind = \"list_tools\"",
+            "exactly one of url, command or upstream",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"https://h/mcp\"\n[[steps]]\nkind = \"list_tools\"",
+            "https is not spoken",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"call\"",
+            "steps[0].tool is required",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"call\"\ntool = \"t\"\nrate = 10",
+            "steps[0].duration is required with rate",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"call\"\ntool = \"t\"\nrate = 0\nduration = \"1s\"",
+            "must be a positive number of calls per second",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"call\"\ntool = \"t\"\ncalls = 5\nrate = 5",
+            "exclude each other",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"list_tools\"\nconcurency = 3",
+            "unknown field `concurency`",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"list_tools\"\nexpect = { json_path = \"a\" }",
+            "equals is required with json_path",
+        ),
+        (
+            "name = \"x\"\n[target]\nurl = \"http://h/mcp\"\n[[steps]]\nkind = \"list_tools\"\nexpect = { error_rate_below = 2 }",
+            "error_rate_below must be above 0 and at most 1",
+        ),
+        (
+            "name = \"x\"\n[target]\nupstream = \"tasks\"\nhub = \"/nonexistent/hub.toml\"\n[[steps]]\nkind = \"list_tools\"",
+            "target upstream \"tasks\"",
+        ),
+    ];
+    for (text, wanted) in cases {
+        let error = Suite::parse(text, Path::new(".")).unwrap_err().to_string();
+        assert!(
+            error.contains(wanted),
+            "{text}\n→ {error}\n(wanted {wanted:?})"
+        );
+    }
+}
+
+#[test]
+fn a_hub_toml_upstream_is_a_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hub.toml"),
+        "[servers.tasks]\ncommand = \"mcp-tasks\"\nargs = [\"stdio\"]\n",
+    )
+    .unwrap();
+    let path = dir.path().join("suite.toml");
+    std::fs::write(
+        &path,
+        "name = \"t\"\n[target]\nupstream = \"tasks\"\n[[steps]]\nkind = \"list_tools\"\n",
+    )
+    .unwrap();
+    let suite = Suite::from_path(&path).unwrap();
+    assert_eq!(suite.target.describe(), "mcp-tasks stdio");
+    std::fs::write(
+        &path,
+        "name = \"t\"\n[target]\nupstream = \"github\"\n[[steps]]\nkind = \"list_tools\"\n",
+    )
+    .unwrap();
+    let error = Suite::from_path(&path).unwrap_err().to_string();
+    assert!(error.contains("no such server (it has: tasks)"), "{error}");
+}
+
+#[test]
+fn lab_run_prints_a_summary_writes_the_result_and_exits_by_the_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    let write = |expect: &str| {
+        std::fs::write(
+            &suite,
+            format!(
+                "name = \"echo check\"\n[target]\ncommand = \"{}\"\nargs = [\"stdio\"]\n[[steps]]\nkind = \"call\"\ntool = \"echo\"\narguments = {{ text = \"hi\" }}\ncalls = 20\nconcurrency = 4\nexpect = {{ {expect} }}\n",
+                echo_upstream()
+            ),
+        )
+        .unwrap();
+    };
+    let out = dir.path().join("runs");
+    let lab = |args: &[&str]| {
+        Command::new(HUB)
+            .args(["lab", "run"])
+            .arg(&suite)
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    write("contains = \"hi\"");
+    let passed = lab(&[]);
+    let stdout = String::from_utf8_lossy(&passed.stdout);
+    assert_eq!(
+        passed.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    assert!(stdout.contains("echo check"), "{stdout}");
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    let result_line = stdout.lines().find(|l| l.starts_with("result: ")).unwrap();
+    let result: RunReport =
+        serde_json::from_slice(&std::fs::read(result_line.trim_start_matches("result: ")).unwrap())
+            .unwrap();
+    assert_eq!(result.steps[0].ok, 20);
+    assert!(result.passed);
+
+    write("contains = \"bye\"");
+    let failed = lab(&[]);
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        stdout.contains("expected result contains \"bye\""),
+        "{stdout}"
+    );
+
+    // --target replaces the suite's: here, a server that is not there.
+    write("contains = \"hi\"");
+    let elsewhere = lab(&["--target", "http://127.0.0.1:9/mcp"]);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("session: FAILED"));
+
+    std::fs::write(&suite, "name = \"broken\"\n[target]\n").unwrap();
+    let broken = lab(&[]);
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr)
+            .contains("needs exactly one of url, command or upstream"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+}
