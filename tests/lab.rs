@@ -553,6 +553,10 @@ fn lab_run_prints_a_summary_writes_the_result_and_exits_by_the_expectations() {
     assert_eq!(elsewhere.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("session: FAILED"));
 
+    let https = lab(&["--target", "https://127.0.0.1:9/mcp"]);
+    assert_eq!(https.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&https.stderr).contains("https is not spoken"));
+
     std::fs::write(&suite, "name = \"broken\"\n[target]\n").unwrap();
     let broken = lab(&[]);
     assert_eq!(broken.status.code(), Some(2));

@@ -72,6 +72,7 @@ impl Target {
     pub fn from_arg(arg: &str) -> Result<Target, SuiteError> {
         let arg = arg.trim();
         if arg.starts_with("http://") || arg.starts_with("https://") {
+            check_url(arg)?;
             return Ok(Target::Server(Transport::Http {
                 url: arg.to_owned(),
                 headers: BTreeMap::new(),
