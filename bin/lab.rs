@@ -163,6 +163,12 @@ async fn draw_progress(progress: Arc<Progress>, steps: usize) {
         let now = progress.snapshot();
         if now.step.is_empty() {
             eprint!("\r\x1b[2Kopening the session…");
+        } else if now.total == 0 {
+            // A step bounded by its duration alone.
+            eprint!(
+                "\r\x1b[2K[{}/{steps}] {:<24} {} requests, errors {}",
+                now.step_index, now.step, now.done, now.errors
+            );
         } else {
             let width = 30usize;
             let filled = (now.done.min(now.total) * width as u64)

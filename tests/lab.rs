@@ -259,6 +259,35 @@ async fn a_fixed_delay_shows_as_the_latency_and_a_fixed_error_rate_as_tool_error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_for_a_duration_serves_what_the_server_can() {
+    let url = known_server().await;
+    let started = Instant::now();
+    let report = run(&format!(
+        r#"
+        name = "for a second"
+        [target]
+        url = "{url}"
+        [[steps]]
+        kind = "call"
+        tool = "delay"
+        arguments = {{ ms = 10 }}
+        duration = "1s"
+        concurrency = 4
+        "#
+    ))
+    .await;
+    let step = &report.steps[0];
+    // Four at a time, 10 ms each, for a second: at most 400 (plus the four in flight at the
+    // end), and on an idle loopback not many fewer.
+    assert!(step.requests > 250 && step.requests <= 404, "{step:?}");
+    assert_eq!(step.ok, step.requests);
+    assert_eq!(step.load.mode, "duration");
+    assert_eq!(step.load.calls, None);
+    assert!(step.passed, "{step:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_second_stall_shows_in_the_p99_of_a_fixed_rate_step() {
     let url = known_server().await;
     let started = Instant::now();

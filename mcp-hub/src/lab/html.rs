@@ -133,15 +133,22 @@ fn step_section(out: &mut String, index: usize, step: &StepReport) {
 }
 
 fn load_text(step: &StepReport) -> String {
-    match (step.load.rate, step.load.duration_ms) {
-        (Some(rate), Some(duration)) => format!(
+    let load = &step.load;
+    match (load.rate, load.duration_ms, load.calls) {
+        (Some(rate), Some(duration), _) => format!(
             "{rate}/s for {:.1} s, up to {} in flight",
             duration / 1000.0,
-            step.load.concurrency
+            load.concurrency
         ),
-        _ => format!(
+        (None, Some(duration), _) => format!(
+            "for {:.1} s, {} at a time",
+            duration / 1000.0,
+            load.concurrency
+        ),
+        (_, _, calls) => format!(
             "{} calls, {} at a time",
-            step.load.calls, step.load.concurrency
+            calls.unwrap_or_default(),
+            load.concurrency
         ),
     }
 }

@@ -66,10 +66,11 @@ pub struct StepReport {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoadReport {
-    /// `count` or `rate`.
+    /// `count` (a number of calls), `duration` (a closed loop for a time) or `rate`.
     pub mode: String,
     pub concurrency: usize,
-    pub calls: u64,
+    /// The calls the step was to send (none for a `duration` step).
+    pub calls: Option<u64>,
     pub rate: Option<f64>,
     pub duration_ms: Option<f64>,
 }
@@ -296,9 +297,9 @@ fn compare_step(before: &StepReport, after: &StepReport, tolerance: f64) -> Step
     let mut worse = Vec::new();
     let mut better = Vec::new();
     let throughput_ratio = ratio(after.throughput, before.throughput);
-    // A fixed-rate step's throughput is the rate asked for; only a count step's says how fast
+    // A fixed-rate step's throughput is the rate asked for; only a closed loop's says how fast
     // the server is.
-    if after.load.mode == "count"
+    if after.load.mode != "rate"
         && let Some(r) = throughput_ratio
     {
         if r < 1.0 - tolerance {

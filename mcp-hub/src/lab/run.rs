@@ -72,7 +72,9 @@ impl Progress {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = step.name.clone();
         self.step_index.store(index as u64 + 1, Ordering::Relaxed);
-        self.total.store(step.load.calls(), Ordering::Relaxed);
+        // Zero when only the step's duration bounds it.
+        self.total
+            .store(step.load.calls().unwrap_or(0), Ordering::Relaxed);
         self.done.store(0, Ordering::Relaxed);
         self.errors.store(0, Ordering::Relaxed);
     }
@@ -169,10 +171,10 @@ async fn run_step(
         },
     });
     let next = Arc::new(AtomicU64::new(0));
-    let calls = step.load.calls();
+    let calls = step.load.calls().unwrap_or(u64::MAX);
     // Fixed-rate requests are due from a moment shortly ahead, once every worker is ready.
     let start = match step.load {
-        Load::Count { .. } => Instant::now(),
+        Load::Count { .. } | Load::For { .. } => Instant::now(),
         Load::Rate { .. } => Instant::now() + Duration::from_millis(5),
     };
     let workers = step
@@ -226,12 +228,17 @@ impl Worker {
             if ticket >= self.calls {
                 break;
             }
+            if let Load::For { duration, .. } = self.load
+                && self.start.elapsed() >= duration
+            {
+                break;
+            }
             // A request waits for its due time on the runtime's timer, which may wake it a
             // little late; that lateness is the lab's, not the server's. A request whose
             // worker was still busy when it fell due waited in the lab's queue because the
             // server was slow: that wait counts, so its latency runs from the due time.
             let (due, queued) = match self.load {
-                Load::Count { .. } => (None, false),
+                Load::Count { .. } | Load::For { .. } => (None, false),
                 Load::Rate { rate, .. } => {
                     #[allow(clippy::cast_precision_loss)] // Tickets stay far below 2^52.
                     let due = self.start + Duration::from_secs_f64(ticket as f64 / rate);
@@ -509,9 +516,12 @@ impl Tally {
         };
         let latency = latency_of(&self.latency);
         let expectations = verdicts(&step.expect, &self, requests, failed, &latency);
-        let passed = requests == step.load.calls() && expectations.iter().all(|v| v.passed);
+        let passed = step.load.calls().is_none_or(|calls| requests == calls)
+            && requests > 0
+            && expectations.iter().all(|v| v.passed);
         let (mode, rate, duration_ms) = match step.load {
             Load::Count { .. } => ("count", None, None),
+            Load::For { duration, .. } => ("duration", None, Some(ms(duration))),
             Load::Rate { rate, duration, .. } => ("rate", Some(rate), Some(ms(duration))),
         };
         StepReport {

@@ -143,6 +143,12 @@ impl Action {
 pub enum Load {
     /// `calls` requests, `concurrency` at a time, each sent as soon as one finishes.
     Count { calls: u64, concurrency: usize },
+    /// As many requests as `concurrency` workers get answered in `duration`, each sent as
+    /// soon as one finishes (a closed loop bounded by time: what a server can serve).
+    For {
+        duration: Duration,
+        concurrency: usize,
+    },
     /// `rate` requests per second for `duration`, each due at its own time whether or not
     /// the ones before have been answered (up to `concurrency` in flight). Latency is
     /// measured from when a request was due, so a stall shows in every request it delayed.
@@ -154,19 +160,24 @@ pub enum Load {
 }
 
 impl Load {
-    /// How many requests this load sends.
-    pub fn calls(&self) -> u64 {
+    /// How many requests this load sends; `None` when only its duration bounds it.
+    pub fn calls(&self) -> Option<u64> {
         match *self {
-            Load::Count { calls, .. } => calls,
+            Load::Count { calls, .. } => Some(calls),
+            Load::For { .. } => None,
             // Checked against MAX_CALLS when parsed; a fraction of a call is not sent.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Load::Rate { rate, duration, .. } => (rate * duration.as_secs_f64()).floor() as u64,
+            Load::Rate { rate, duration, .. } => {
+                Some((rate * duration.as_secs_f64()).floor() as u64)
+            }
         }
     }
 
     pub fn concurrency(&self) -> usize {
         match *self {
-            Load::Count { concurrency, .. } | Load::Rate { concurrency, .. } => concurrency,
+            Load::Count { concurrency, .. }
+            | Load::For { concurrency, .. }
+            | Load::Rate { concurrency, .. } => concurrency,
         }
     }
 }
@@ -515,7 +526,7 @@ impl RawStep {
             (Some(_), Some(_), _) => {
                 return Err(invalid(
                     field("calls"),
-                    "and rate exclude each other: a count at a concurrency, or a rate for a duration",
+                    "and rate exclude each other: a count, a duration, or a rate for a duration",
                 ));
             }
             (calls, None, None) => {
@@ -531,9 +542,10 @@ impl RawStep {
             (None, Some(_), None) => {
                 return Err(invalid(field("duration"), "is required with rate"));
             }
-            (None, None, Some(_)) => {
-                return Err(invalid(field("rate"), "is required with duration"));
-            }
+            (None, None, Some(duration)) => Load::For {
+                duration: parse_duration(&field("duration"), &duration)?,
+                concurrency,
+            },
             (None, Some(rate), Some(duration)) => {
                 if !rate.is_finite() || rate <= 0.0 {
                     return Err(invalid(
@@ -547,10 +559,10 @@ impl RawStep {
                     duration,
                     concurrency: self.concurrency.unwrap_or(DEFAULT_RATE_CONCURRENCY),
                 };
-                if load.calls() == 0 {
+                if load.calls() == Some(0) {
                     return Err(invalid(field("rate"), "× duration is less than one call"));
                 }
-                if load.calls() > MAX_CALLS {
+                if load.calls() > Some(MAX_CALLS) {
                     return Err(invalid(
                         field("rate"),
                         format!("× duration exceeds {MAX_CALLS} calls"),
