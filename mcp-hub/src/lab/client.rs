@@ -276,10 +276,10 @@ fn initialize_body() -> String {
     )
 }
 
-fn server_info(answer: Option<&Value>) -> Result<ServerInfo, Failure> {
-    let result = answer
-        .ok_or_else(|| Failure::protocol("initialize was answered with no message"))
-        .and_then(result_of)?;
+fn server_info(answer: Option<&Message>) -> Result<ServerInfo, Failure> {
+    let answer =
+        answer.ok_or_else(|| Failure::protocol("initialize was answered with no message"))?;
+    let result = answer.result()?;
     let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
     Ok(ServerInfo {
         protocol_version: text(result.get("protocolVersion")),
@@ -288,20 +288,108 @@ fn server_info(answer: Option<&Value>) -> Result<ServerInfo, Failure> {
     })
 }
 
-/// The `result` of a JSON-RPC response; a JSON-RPC error or a message with neither is a
-/// protocol failure.
-pub(crate) fn result_of(message: &Value) -> Result<&Value, Failure> {
-    if let Some(result) = message.get("result") {
-        return Ok(result);
+/// A JSON-RPC message as received: its text, and the few fields every answer is judged by,
+/// read without building the rest (a load generator that parsed every answer in full would
+/// spend its CPU on large results, CPU the server under test shares).
+#[derive(Debug)]
+pub(crate) struct Message {
+    bytes: Vec<u8>,
+    id: Option<Value>,
+    is_request: bool,
+    has_result: bool,
+    is_error: bool,
+    error: Option<RpcError>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    result: Option<ResultHead>,
+    #[serde(default)]
+    error: Option<RpcError>,
+}
+
+#[derive(Deserialize)]
+struct ResultHead {
+    #[serde(rename = "isError", default)]
+    is_error: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RpcError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+impl Message {
+    fn parse(bytes: Vec<u8>) -> Result<Message, Failure> {
+        let envelope: Envelope = match serde_json::from_slice(&bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                return Err(Failure::protocol(format!(
+                    "not a JSON-RPC message ({error}): {text}"
+                )));
+            }
+        };
+        Ok(Message {
+            id: envelope.id,
+            is_request: envelope.method.is_some(),
+            has_result: envelope.result.is_some(),
+            is_error: envelope.result.and_then(|r| r.is_error) == Some(true),
+            error: envelope.error,
+            bytes,
+        })
     }
-    if let Some(error) = message.get("error") {
-        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let text = error.get("message").and_then(Value::as_str).unwrap_or("");
-        return Err(Failure::protocol(format!("JSON-RPC error {code}: {text}")));
+
+    fn id(&self) -> Option<u64> {
+        self.id.as_ref().and_then(Value::as_u64)
     }
-    Err(Failure::protocol(
-        "a response with neither result nor error",
-    ))
+
+    /// Whether this is the response to the request `id` (any response when `None`).
+    fn answers(&self, id: Option<u64>) -> bool {
+        !self.is_request
+            && (self.has_result || self.error.is_some())
+            && id.is_none_or(|id| self.id() == Some(id))
+    }
+
+    /// A JSON-RPC error, or a message with neither result nor error, as a protocol failure.
+    pub(crate) fn check(&self) -> Result<(), Failure> {
+        if let Some(error) = &self.error {
+            return Err(Failure::protocol(format!(
+                "JSON-RPC error {}: {}",
+                error.code, error.message
+            )));
+        }
+        if !self.has_result {
+            return Err(Failure::protocol(
+                "a response with neither result nor error",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the result says `isError: true`.
+    pub(crate) fn is_tool_error(&self) -> bool {
+        self.is_error
+    }
+
+    /// The whole `result`, parsed.
+    pub(crate) fn result(&self) -> Result<Value, Failure> {
+        self.check()?;
+        let mut message: Value = serde_json::from_slice(&self.bytes)
+            .map_err(|error| Failure::protocol(format!("not JSON: {error}")))?;
+        Ok(message
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
+    }
 }
 
 impl Session {
@@ -342,7 +430,7 @@ impl Lane {
         method: &str,
         params: &str,
         timeout: Duration,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Message, Failure> {
         match self {
             Lane::Http {
                 session,
@@ -413,7 +501,7 @@ impl HttpSession {
         connection: &mut Option<HttpConnection>,
         id: u64,
         body: &str,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Message, Failure> {
         let answer = self.post(connection, body, Some(id)).await?;
         answer
             .message
@@ -509,7 +597,7 @@ impl HttpSession {
 /// One answer to a POST.
 struct Answer {
     /// The JSON-RPC response (none for an accepted notification).
-    message: Option<Value>,
+    message: Option<Message>,
     session_id: Option<String>,
     keep_alive: bool,
 }
@@ -613,15 +701,15 @@ impl HttpConnection {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 None
             } else {
-                Some(parse_message(&bytes)?)
+                Some(Message::parse(bytes)?)
             }
         };
         if let (Some(id), Some(message)) = (id, &message)
-            && message.get("id").and_then(Value::as_u64) != Some(id)
+            && message.id() != Some(id)
         {
             return Err(Failure::protocol(format!(
                 "an answer for id {} to the request of id {id}",
-                message.get("id").unwrap_or(&Value::Null)
+                message.id.as_ref().unwrap_or(&Value::Null)
             ))
             .into());
         }
@@ -706,13 +794,6 @@ fn parse_status(line: &str) -> Result<u16, Failure> {
             line.trim_end()
         ))),
     }
-}
-
-fn parse_message(bytes: &[u8]) -> Result<Value, Failure> {
-    serde_json::from_slice(bytes).map_err(|error| {
-        let text: String = String::from_utf8_lossy(bytes).chars().take(200).collect();
-        Failure::protocol(format!("not JSON ({error}): {text}"))
-    })
 }
 
 #[derive(Default)]
@@ -854,14 +935,14 @@ impl Body {
         &mut self,
         connection: &mut HttpConnection,
         id: Option<u64>,
-    ) -> Result<Option<Value>, Failure> {
+    ) -> Result<Option<Message>, Failure> {
         let mut buffer = Vec::new();
         let mut scanned = 0;
         let mut found = None;
         while found.is_none() {
             while let Some((end, next)) = event_end(&buffer, scanned) {
                 if let Some(message) = event_message(&buffer[..end])?
-                    && is_response_to(&message, id)
+                    && message.answers(id)
                 {
                     found = Some(message);
                     buffer.drain(..next);
@@ -921,7 +1002,7 @@ fn event_end(buffer: &[u8], from: usize) -> Option<(usize, usize)> {
 }
 
 /// The JSON-RPC message of one event (its `data:` lines joined), if it has data.
-fn event_message(event: &[u8]) -> Result<Option<Value>, Failure> {
+fn event_message(event: &[u8]) -> Result<Option<Message>, Failure> {
     let mut data = Vec::new();
     for line in event.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -935,20 +1016,14 @@ fn event_message(event: &[u8]) -> Result<Option<Value>, Failure> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    parse_message(&data).map(Some)
-}
-
-fn is_response_to(message: &Value, id: Option<u64>) -> bool {
-    message.get("method").is_none()
-        && (message.get("result").is_some() || message.get("error").is_some())
-        && id.is_none_or(|id| message.get("id").and_then(Value::as_u64) == Some(id))
+    Message::parse(data).map(Some)
 }
 
 /// A server on stdin/stdout, shared by all lanes.
 pub(crate) struct StdioSession {
     /// `None` once closed: dropping it is what closes the pipe.
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Failure>>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Message, Failure>>>>,
     next_id: AtomicU64,
     child: Mutex<Option<Child>>,
     /// The last lines of its stderr, and whether it has exited.
@@ -1046,27 +1121,35 @@ impl StdioSession {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        let message: Value = match serde_json::from_slice(line) {
+        let message = match Message::parse(line.to_vec()) {
             Ok(message) => message,
             // Not a message; a server that prints to stdout breaks clients, but the
             // requests it answers still count.
             Err(_) => return,
         };
-        if let Some(method) = message.get("method").and_then(Value::as_str) {
+        if message.is_request {
             // A request of the server's own: ping is answered, anything else refused.
-            if let Some(id) = message.get("id") {
+            let Ok(request) = serde_json::from_slice::<Value>(&message.bytes) else {
+                return;
+            };
+            let method = request
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(id) = request.get("id") {
                 let reply = if method == "ping" {
                     format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
                 } else {
+                    let refusal = json_string(&format!("the lab's client does not serve {method}"));
                     format!(
-                        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"the lab's client does not serve {method}"}}}}"#
+                        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":{refusal}}}}}"#
                     )
                 };
                 let _ = self.send(&reply).await;
             }
             return;
         }
-        let Some(id) = message.get("id").and_then(Value::as_u64) else {
+        let Some(id) = message.id() else {
             return;
         };
         let waiting = lock(&self.pending).remove(&id);
@@ -1075,7 +1158,7 @@ impl StdioSession {
         }
     }
 
-    fn pending_insert(&self, id: u64, answer: oneshot::Sender<Result<Value, Failure>>) {
+    fn pending_insert(&self, id: u64, answer: oneshot::Sender<Result<Message, Failure>>) {
         lock(&self.pending).insert(id, answer);
     }
 
@@ -1099,7 +1182,7 @@ impl StdioSession {
     }
 
     /// Sends a request with id 1 and waits for its answer (the handshake, before any lane).
-    async fn request(self: &Arc<Self>, body: String) -> Result<Value, Failure> {
+    async fn request(self: &Arc<Self>, body: String) -> Result<Message, Failure> {
         let (answer, receiver) = oneshot::channel();
         self.pending_insert(1, answer);
         self.send(&body).await?;
@@ -1135,4 +1218,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
 }
