@@ -10,6 +10,7 @@ mod client;
 mod html;
 mod report;
 mod run;
+pub mod store;
 mod suite;
 
 pub use client::{ErrorKind, ServerInfo};

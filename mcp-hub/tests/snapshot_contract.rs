@@ -1,4 +1,5 @@
-//! One contract for every `SnapshotStore`: memory, SQLite, and PostgreSQL when
+//! One contract for every `SnapshotStore` (and the `LabStore` the same stores are): memory,
+//! SQLite, and PostgreSQL when
 //! `TEST_DATABASE_URL` is set (`.ci/run` always sets it; under `CI` a missing database fails
 //! instead of skipping). Each PostgreSQL test runs in a schema of its own.
 
@@ -7,6 +8,10 @@
 use std::{str::FromStr, sync::Arc};
 
 use mcp_core::EventId;
+use mcp_hub::lab::{
+    RunReport, SessionReport,
+    store::{LabStore, NewRun, NewSuite, RunQuery},
+};
 use mcp_hub::snapshot::{
     MemorySnapshotStore, NewSnapshot, PostgresSnapshotStore, Put, SnapshotQuery,
     SqliteSnapshotStore,
@@ -18,6 +23,8 @@ use sqlx::{Connection, Executor, postgres::PgConnectOptions};
 /// The stores under test, and how to drop what they made.
 struct Harness {
     stores: Vec<(&'static str, Arc<dyn SnapshotStore>)>,
+    /// The same stores, as the lab's.
+    labs: Vec<(&'static str, Arc<dyn LabStore>)>,
     _dir: tempfile::TempDir,
     pg_schema: Option<String>,
 }
@@ -28,10 +35,12 @@ impl Harness {
         let sqlite = SqliteSnapshotStore::open(&dir.path().join("hub.db"))
             .await
             .unwrap();
-        let mut stores: Vec<(&'static str, Arc<dyn SnapshotStore>)> = vec![
-            ("memory", Arc::new(MemorySnapshotStore::default())),
-            ("sqlite", Arc::new(sqlite)),
-        ];
+        let memory = Arc::new(MemorySnapshotStore::default());
+        let sqlite = Arc::new(sqlite);
+        let mut stores: Vec<(&'static str, Arc<dyn SnapshotStore>)> =
+            vec![("memory", memory.clone()), ("sqlite", sqlite.clone())];
+        let mut labs: Vec<(&'static str, Arc<dyn LabStore>)> =
+            vec![("memory", memory), ("sqlite", sqlite)];
         let mut pg_schema = None;
         match std::env::var("TEST_DATABASE_URL") {
             Ok(url) => {
@@ -46,7 +55,9 @@ impl Harness {
                 let store = PostgresSnapshotStore::connect_in_schema(&url, &schema)
                     .await
                     .expect("open the PostgreSQL store");
-                stores.push(("postgres", Arc::new(store)));
+                let store = Arc::new(store);
+                stores.push(("postgres", store.clone()));
+                labs.push(("postgres", store));
                 pg_schema = Some(schema);
             }
             Err(_) => {
@@ -59,6 +70,7 @@ impl Harness {
         }
         Self {
             stores,
+            labs,
             _dir: dir,
             pg_schema,
         }
@@ -359,4 +371,227 @@ async fn snapshots_survive_reopening_the_database() {
             .unwrap(),
         Put::Duplicate { .. }
     ));
+}
+
+fn suite_text(name: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[target]\nurl = \"http://127.0.0.1:1/mcp\"\n[[steps]]\nkind = \"list_tools\"\n"
+    )
+}
+
+fn report(suite: &str, minutes_ago: i64, passed: bool) -> RunReport {
+    RunReport {
+        suite: suite.into(),
+        target: "http://127.0.0.1:1/mcp".into(),
+        started_at: chrono::Utc::now() - chrono::TimeDelta::minutes(minutes_ago),
+        duration_ms: 12.5,
+        session: SessionReport {
+            initialize_ms: 1.0,
+            server: None,
+            error: (!passed).then(|| "refused".to_owned()),
+        },
+        steps: Vec::new(),
+        passed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_suites_and_runs_are_kept_and_listed_newest_first() {
+    let harness = Harness::new().await;
+    for (name, store) in &harness.labs {
+        let every = |secs| Some(std::time::Duration::from_secs(secs));
+        let a = store
+            .create_suite(NewSuite {
+                definition: suite_text("alpha"),
+                interval: every(60),
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.name, "alpha", "{name}");
+        assert_eq!(a.interval, every(60), "{name}");
+        let b = store
+            .create_suite(NewSuite {
+                definition: suite_text("beta"),
+                interval: None,
+            })
+            .await
+            .unwrap();
+        assert_ne!(a.id, b.id);
+        // Names are unique; the text must be a suite; intervals under a second are refused.
+        let taken = store
+            .create_suite(NewSuite {
+                definition: suite_text("alpha"),
+                interval: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            taken.to_string().contains("exists already"),
+            "{name}: {taken}"
+        );
+        let bad = store
+            .create_suite(NewSuite {
+                definition: "name = 1".into(),
+                interval: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains("definition"), "{name}: {bad}");
+        let fast = store
+            .create_suite(NewSuite {
+                definition: suite_text("gamma"),
+                interval: Some(std::time::Duration::from_millis(10)),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            fast.to_string().contains("at least one second"),
+            "{name}: {fast}"
+        );
+        let listed: Vec<String> = store
+            .suites()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(listed, ["alpha", "beta"], "{name}");
+        assert_eq!(
+            store.suite(&a.id).await.unwrap().as_ref(),
+            Some(&a),
+            "{name}"
+        );
+        assert_eq!(store.suite("nope").await.unwrap(), None, "{name}");
+
+        // An update renames and reschedules; onto another's name it is refused.
+        let renamed = store
+            .update_suite(
+                &a.id,
+                NewSuite {
+                    definition: suite_text("alpha2"),
+                    interval: every(5),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (renamed.name.as_str(), renamed.interval),
+            ("alpha2", every(5)),
+            "{name}"
+        );
+        assert_eq!(renamed.created_at, a.created_at, "{name}");
+        assert!(renamed.updated_at >= a.updated_at, "{name}");
+        let clash = store
+            .update_suite(
+                &a.id,
+                NewSuite {
+                    definition: suite_text("beta"),
+                    interval: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            clash.to_string().contains("exists already"),
+            "{name}: {clash}"
+        );
+        assert!(
+            store
+                .update_suite(
+                    "nope",
+                    NewSuite {
+                        definition: suite_text("x"),
+                        interval: None
+                    }
+                )
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("no suite nope")
+        );
+
+        // Runs: kept whole, listed newest first, per suite or all.
+        let old = store
+            .insert_run(NewRun {
+                suite_id: Some(a.id.clone()),
+                report: report("alpha2", 30, true),
+            })
+            .await
+            .unwrap();
+        let new = store
+            .insert_run(NewRun {
+                suite_id: Some(a.id.clone()),
+                report: report("alpha2", 1, false),
+            })
+            .await
+            .unwrap();
+        let loose = store
+            .insert_run(NewRun {
+                suite_id: None,
+                report: report("from a file", 10, true),
+            })
+            .await
+            .unwrap();
+        let orphan = store
+            .insert_run(NewRun {
+                suite_id: Some("nope".into()),
+                report: report("x", 0, true),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            orphan.to_string().contains("no suite nope"),
+            "{name}: {orphan}"
+        );
+        let stored = store.run(&new.id).await.unwrap().unwrap();
+        assert_eq!(stored.summary, new, "{name}");
+        assert!(!stored.report.passed);
+        assert_eq!(
+            stored.report.session.error.as_deref(),
+            Some("refused"),
+            "{name}"
+        );
+        assert_eq!(store.run("nope").await.unwrap(), None);
+        let all: Vec<String> = store
+            .runs(RunQuery {
+                suite_id: None,
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            all,
+            [new.id.clone(), loose.id.clone(), old.id.clone()],
+            "{name}"
+        );
+        let of_a = store
+            .runs(RunQuery {
+                suite_id: Some(a.id.clone()),
+                limit: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(of_a, std::slice::from_ref(&new), "{name}");
+
+        // Deleting a suite keeps its runs, untied from it.
+        assert!(store.delete_suite(&a.id).await.unwrap(), "{name}");
+        assert!(!store.delete_suite(&a.id).await.unwrap(), "{name}");
+        assert_eq!(store.suite(&a.id).await.unwrap(), None);
+        let kept = store.run(&old.id).await.unwrap().unwrap();
+        assert_eq!(kept.summary.suite_id, None, "{name}");
+        assert!(
+            store
+                .runs(RunQuery {
+                    suite_id: Some(a.id.clone()),
+                    limit: 10
+                })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    harness.drop_schema().await;
 }

@@ -21,6 +21,8 @@ const PRUNE_ABOVE: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct MemorySnapshotStore {
     state: Mutex<State>,
+    /// The lab's suites and runs (`LabStore`).
+    pub(crate) lab: crate::lab::store::LabTables,
 }
 
 #[derive(Debug, Default)]

@@ -25,17 +25,26 @@ const COLUMNS: &str = "SELECT channel, repository, title, data, actor, updated_a
 /// The PostgreSQL [`SnapshotStore`].
 #[derive(Debug, Clone)]
 pub struct PostgresSnapshotStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 fn migrator() -> Migrator {
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "hub init".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/postgres/0001_init.sql")),
-        false,
-    )]);
+    let mut migrator = Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "hub init".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../migrations/postgres/0001_init.sql")),
+            false,
+        ),
+        Migration::new(
+            2,
+            "lab".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../migrations/postgres/0002_lab.sql")),
+            false,
+        ),
+    ]);
     // The task service keeps its migrations in `_sqlx_migrations`; with their own table, both
     // can share a database without mistaking each other's versions.
     migrator.dangerous_set_table_name("_hub_migrations");

@@ -21,7 +21,10 @@ use crate::{Error, Result};
 
 /// Schema versions, applied in order and recorded in `hub_schema` (not `PRAGMA user_version`,
 /// so the hub's tables may live in a file that holds other tables too).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_lab.sql")),
+];
 
 const COLUMNS: &str = "SELECT channel, repository, title, data, actor, updated_at, revision, event_id FROM hub_snapshots";
 
@@ -93,7 +96,7 @@ impl SqliteSnapshotStore {
     }
 
     /// Runs `work` with the connection on a blocking thread.
-    async fn with<T, F>(&self, work: F) -> Result<T>
+    pub(crate) async fn with<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
