@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_core::{EventBus, MemoryBus, MemoryBusConfig, RedisBus, RedisBusConfig};
 use mcp_hub::{
-    Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig, gateway::Gateway,
+    Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig,
+    gateway::Gateway,
+    lab::{Lab, store::LabStore},
     snapshot::SqliteSnapshotStore,
 };
 
@@ -220,7 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = cli::shutdown_signal();
     let gateway = args.config.map(start_gateway).transpose()?;
-    let store = open_store(args.database_url).await?;
+    let (store, lab_store) = open_store(args.database_url).await?;
     let bus: Arc<dyn EventBus> = match args.redis_url {
         Some(url) => {
             tracing::info!(redis = %cli::redact(&url), "sharing live updates through Redis Streams");
@@ -261,6 +263,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..TasksFeedConfig::new(url)
         }),
         gateway: gateway.clone(),
+        lab: Some(Lab::new(lab_store)),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -276,10 +279,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(database_url: Option<String>) -> anyhow::Result<Arc<dyn SnapshotStore>> {
+/// The hub's store, as the snapshots' and as the lab's.
+async fn open_store(
+    database_url: Option<String>,
+) -> anyhow::Result<(Arc<dyn SnapshotStore>, Arc<dyn LabStore>)> {
     if let Some(url) = database_url {
         tracing::info!(database = %cli::redact(&url), "opening database");
-        return mcp_hub::snapshot::connect(&url)
+        return mcp_hub::snapshot::connect_with_lab(&url)
             .await
             .with_context(|| format!("opening {}", cli::redact(&url)));
     }
@@ -291,8 +297,10 @@ async fn open_store(database_url: Option<String>) -> anyhow::Result<Arc<dyn Snap
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("hub.db");
     tracing::info!(database = %path.display(), "opening the default SQLite database");
-    let store = SqliteSnapshotStore::open(&path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    Ok(Arc::new(store))
+    let store = Arc::new(
+        SqliteSnapshotStore::open(&path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?,
+    );
+    Ok((store.clone(), store))
 }

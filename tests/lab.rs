@@ -31,6 +31,8 @@ use rmcp::{
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 const HUB: &str = env!("CARGO_BIN_EXE_mcp-hub");
 
 /// A server of known behaviour. `delay {ms}` answers after `ms`; `every_tenth_fails` fails
@@ -158,7 +160,7 @@ async fn a_fixed_delay_shows_as_the_latency_and_a_fixed_error_rate_as_tool_error
         arguments = {{ ms = 20 }}
         calls = 200
         concurrency = 8
-        expect = {{ p99_below_ms = 60, json_path = "structuredContent.ok", equals = true }}
+        expect = {{ p99_below_ms = 250, json_path = "structuredContent.ok", equals = true }}
 
         [[steps]]
         name = "one in ten fails"
@@ -606,4 +608,262 @@ fn lab_run_prints_a_summary_writes_the_result_and_exits_by_the_expectations() {
         "{}",
         String::from_utf8_lossy(&broken.stderr)
     );
+}
+
+const ADMIN: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
+const READER: &str = "rrrrrrrrrrrrrrrrrrrrrrrr";
+
+/// One REST call to the hub: its status and JSON (or text) body.
+async fn api(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value, String) {
+    let mut request = http.request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (status, json, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_keeps_suites_and_runs_and_serves_their_reports() {
+    use reqwest::Method;
+    let _turn = TIMING.lock().await;
+    let url = known_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("hub.db").display());
+    let keys = format!("admin {ADMIN} ops,read {READER} viewer");
+    let env = [("MCP_HUB_API_KEYS", keys.as_str())];
+    let hub = support::spawn_hub(&["--database-url", &database], &env).await;
+    let base = format!("http://{}/api/lab", hub.address);
+    let http = reqwest::Client::new();
+    let definition = |name: &str, ms: u64| {
+        format!(
+            "name = \"{name}\"\n[target]\nurl = \"{url}\"\n[[steps]]\nkind = \"call\"\ntool = \"delay\"\narguments = {{ ms = {ms} }}\ncalls = 5\nexpect = {{ json_path = \"structuredContent.ok\", equals = true }}\n"
+        )
+    };
+
+    // Changing suites is the admin's: a suite may start a command.
+    let (status, _, _) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        READER,
+        Some(json!({ "definition": definition("quick", 1) })),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, quick, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        ADMIN,
+        Some(json!({ "definition": definition("quick", 1), "interval_ms": 60000 })),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(quick["name"], "quick");
+    assert_eq!(quick["interval"], 60000);
+    let quick_id = quick["id"].as_str().unwrap().to_owned();
+    let (status, _, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        ADMIN,
+        Some(json!({ "definition": definition("quick", 1) })),
+    )
+    .await;
+    assert_eq!(status, 409, "{text}");
+    let (status, error, _) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        ADMIN,
+        Some(json!({ "definition": "name = \"x\"" })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(error["error"]["details"]["field"], "definition", "{error}");
+    let (status, slow, _) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        ADMIN,
+        Some(json!({ "definition": definition("slow", 400) })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let slow_id = slow["id"].as_str().unwrap().to_owned();
+    let (status, list, _) = api(&http, Method::GET, &format!("{base}/suites"), READER, None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["quick", "slow"]);
+
+    // A run waited for: kept, with its report as JSON and HTML.
+    let (status, run, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/runs"),
+        ADMIN,
+        Some(json!({ "suite_id": quick_id, "wait": true })),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(run["passed"], true, "{run}");
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let (status, detail, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs/{run_id}"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["report"]["steps"][0]["ok"], 5, "{detail}");
+    let (status, report, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs/{run_id}/report.json"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(report["suite"], "quick");
+    let (status, _, html) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs/{run_id}/report.html"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<svg class=\"chart percentiles\""), "{html}");
+    let (status, _, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs/{run_id}/report.pdf"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A run in the background; the same suite cannot start again until it ends.
+    let (status, _, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/runs"),
+        ADMIN,
+        Some(json!({ "suite_id": slow_id })),
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let (status, _, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/runs"),
+        ADMIN,
+        Some(json!({ "suite_id": slow_id })),
+    )
+    .await;
+    assert_eq!(status, 409, "{text}");
+    let (_, suite, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/suites/{slow_id}"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(suite["running"], true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, runs, _) = api(
+            &http,
+            Method::GET,
+            &format!("{base}/runs?suite_id={slow_id}"),
+            READER,
+            None,
+        )
+        .await;
+        if runs["runs"].as_array().unwrap().len() == 1 {
+            assert_eq!(runs["runs"][0]["passed"], true, "{runs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the background run never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _, _) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/runs"),
+        ADMIN,
+        Some(json!({ "suite_id": "nope" })),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs?limit=0"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+
+    // Deleting a suite keeps its runs; all of it survives a restart.
+    let (status, _, _) = api(
+        &http,
+        Method::DELETE,
+        &format!("{base}/suites/{quick_id}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/suites/{quick_id}"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    hub.stop().await;
+    let hub = support::spawn_hub(&["--database-url", &database], &env).await;
+    let base = format!("http://{}/api/lab", hub.address);
+    let (status, detail, _) = api(
+        &http,
+        Method::GET,
+        &format!("{base}/runs/{run_id}"),
+        READER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["suite_id"], serde_json::Value::Null, "{detail}");
+    let (_, runs, _) = api(&http, Method::GET, &format!("{base}/runs"), READER, None).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    let (_, list, _) = api(&http, Method::GET, &format!("{base}/suites"), READER, None).await;
+    assert_eq!(list["suites"].as_array().unwrap().len(), 1);
+    hub.stop().await;
 }

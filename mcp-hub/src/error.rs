@@ -21,6 +21,9 @@ pub enum Error {
     Busy,
     #[error("no {what} found")]
     NotFound { what: String },
+    /// The request clashes with the current state (a name taken, a run already going).
+    #[error("{message}")]
+    Conflict { message: String },
     /// The hub holds as many snapshots as it may; a push to a new channel or repository waits
     /// until an operator raises the limit.
     #[error(

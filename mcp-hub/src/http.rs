@@ -51,6 +51,8 @@ pub struct HubHttpConfig {
     /// The MCP gateway: with it, the hub serves the aggregated MCP server at `/mcp` and the
     /// gateway's REST API (`/api/servers`, `/api/tools`, `/api/logs`, …).
     pub gateway: Option<Gateway>,
+    /// The reliability lab: with it, the hub serves `/api/lab` (suites, runs, reports).
+    pub lab: Option<crate::lab::Lab>,
 }
 
 impl Default for HubHttpConfig {
@@ -62,6 +64,7 @@ impl Default for HubHttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             tasks_feed: None,
             gateway: None,
+            lab: None,
         }
     }
 }
@@ -75,7 +78,10 @@ fn required_scope(method: &Method, path: &str) -> Scope {
         && ["/start", "/stop", "/restart"]
             .iter()
             .any(|a| path.ends_with(a));
-    if path == "/api/audit" || (is_control && *method == Method::POST) {
+    // A lab suite may start a command: changing suites and starting runs is the admin's.
+    let is_lab_change = path.starts_with("/api/lab/")
+        && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if path == "/api/audit" || (is_control && *method == Method::POST) || is_lab_change {
         return Scope::Admin;
     }
     if path == "/mcp"
@@ -118,6 +124,11 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
             .layer(Extension(gateway.clone()))
             .layer(Extension(gateway::rest::StreamShutdown(shutdown.clone())))
             .nest("/mcp", gateway.mcp_router(mcp));
+    }
+    if let Some(lab) = &config.lab {
+        protected = protected
+            .merge(crate::lab::rest::routes())
+            .layer(Extension(lab.clone()));
     }
     let protected = protected
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -9,7 +9,9 @@
 mod client;
 mod html;
 mod report;
+pub(crate) mod rest;
 mod run;
+mod service;
 pub mod store;
 mod suite;
 
@@ -19,4 +21,5 @@ pub use report::{
     StepComparison, StepReport, Verdict, compare, comparison_table,
 };
 pub use run::{Progress, ProgressSnapshot, run_suite};
+pub use service::Lab;
 pub use suite::{Action, Expect, JsonPath, Load, Step, Suite, SuiteError, Target};

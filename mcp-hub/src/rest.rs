@@ -60,6 +60,7 @@ impl From<Error> for ApiError {
                     .with_details(json!({ "channel": channel }))
             }
             Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Error::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             Error::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
             Error::TooManySnapshots { limit } => {
                 ApiError::new(StatusCode::CONFLICT, "snapshot_limit", message)

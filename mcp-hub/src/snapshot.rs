@@ -18,7 +18,7 @@ pub use memory::MemorySnapshotStore;
 pub use postgres::PostgresSnapshotStore;
 pub use sqlite::SqliteSnapshotStore;
 
-use crate::{Error, Result};
+use crate::{Error, Result, lab::store::LabStore};
 
 /// How long an idempotency key is remembered: a push retried later than this is applied again.
 pub const IDEMPOTENCY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -114,14 +114,24 @@ pub(crate) fn repo_key(repository: Option<&str>) -> String {
 /// Opens the store a database URL names: `sqlite:PATH`, `postgres://…`, or `memory:` (nothing
 /// kept across restarts).
 pub async fn connect(database_url: &str) -> Result<Arc<dyn SnapshotStore>> {
+    Ok(connect_with_lab(database_url).await?.0)
+}
+
+/// Like [`connect`], and the same store as the lab's (its suites and runs live in the hub's
+/// database).
+pub async fn connect_with_lab(
+    database_url: &str,
+) -> Result<(Arc<dyn SnapshotStore>, Arc<dyn LabStore>)> {
+    fn both<T: SnapshotStore + LabStore>(store: T) -> (Arc<dyn SnapshotStore>, Arc<dyn LabStore>) {
+        let store = Arc::new(store);
+        (store.clone(), store)
+    }
     if database_url == "memory:" {
-        Ok(Arc::new(MemorySnapshotStore::default()))
+        Ok(both(MemorySnapshotStore::default()))
     } else if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteSnapshotStore::connect(database_url).await?))
+        Ok(both(SqliteSnapshotStore::connect(database_url).await?))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        Ok(Arc::new(
-            PostgresSnapshotStore::connect(database_url).await?,
-        ))
+        Ok(both(PostgresSnapshotStore::connect(database_url).await?))
     } else {
         Err(Error::Invalid {
             field: "database url",

@@ -148,8 +148,7 @@ fn summary_of(id: String, suite_id: Option<String>, report: &RunReport) -> RunSu
 }
 
 fn conflict(name: &str) -> Error {
-    Error::Invalid {
-        field: "definition",
+    Error::Conflict {
         message: format!("a suite named {name:?} exists already; give this one another name"),
     }
 }
