@@ -252,6 +252,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(bus)
         }
     };
+    let lab = Lab::new(lab_store).with_events(bus.clone());
     let hub = Arc::new(Hub::new(store, bus).with_max_snapshots(args.max_snapshots));
     let config = HubHttpConfig {
         allowed_hosts: args.allowed_hosts,
@@ -263,7 +264,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..TasksFeedConfig::new(url)
         }),
         gateway: gateway.clone(),
-        lab: Some(Lab::new(lab_store)),
+        lab: Some(lab),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -867,3 +867,145 @@ async fn the_hub_keeps_suites_and_runs_and_serves_their_reports() {
     assert_eq!(list["suites"].as_array().unwrap().len(), 1);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_never_overlaps_a_suite_and_raises_one_alert_per_failed_run() {
+    use mcp_core::{Delivery, EventBus, EventFilter, MemoryBus};
+    use mcp_hub::{
+        lab::{
+            LAB_TOPIC, Lab,
+            store::{LabStore, NewSuite, RunQuery},
+        },
+        snapshot::MemorySnapshotStore,
+    };
+    let _turn = TIMING.lock().await;
+    let url = known_server().await;
+    let store = Arc::new(MemorySnapshotStore::default());
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::default());
+    let mut events = bus
+        .subscribe(EventFilter::all().topic(LAB_TOPIC), None)
+        .await
+        .unwrap();
+    let lab = Lab::new(store.clone()).with_events(bus.clone());
+    let suite = |name: &str, ms: u64, expect: &str| NewSuite {
+        definition: format!(
+            "name = \"{name}\"\n[target]\nurl = \"{url}\"\n[[steps]]\nkind = \"call\"\ntool = \"delay\"\narguments = {{ ms = {ms} }}\ncalls = 2\nexpect = {{ {expect} }}\n"
+        ),
+        interval: Some(Duration::from_secs(1)),
+    };
+    // Longer than its interval, and failing: each run must wait for the one before.
+    let failing = store
+        .create_suite(suite("failing", 600, "contains = \"nowhere\""))
+        .await
+        .unwrap();
+    let passing = store
+        .create_suite(suite("passing", 10, "contains = \"true\""))
+        .await
+        .unwrap();
+    // Not scheduled: no interval.
+    store
+        .create_suite(NewSuite {
+            interval: None,
+            ..suite("manual", 10, "no_error = true")
+        })
+        .await
+        .unwrap();
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scheduler = lab.schedule(stop.clone());
+    tokio::time::sleep(Duration::from_millis(3700)).await;
+    stop.cancel();
+    scheduler.await.unwrap();
+    // Let a run that was going end and be announced.
+    while lab.is_running(&failing.id) || lab.is_running(&passing.id) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let runs = |id: String| {
+        let store = store.clone();
+        async move {
+            let mut runs = store
+                .runs(RunQuery {
+                    suite_id: Some(id),
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            runs.reverse();
+            runs
+        }
+    };
+    let failed = runs(failing.id.clone()).await;
+    assert!(failed.len() >= 2, "{failed:?}");
+    for pair in failed.windows(2) {
+        let (first, next) = (&pair[0], &pair[1]);
+        let gap_us = next
+            .started_at
+            .signed_duration_since(first.started_at)
+            .num_microseconds()
+            .unwrap();
+        #[allow(clippy::cast_precision_loss)]
+        let gap_ms = gap_us as f64 / 1000.0;
+        assert!(
+            gap_ms >= first.duration_ms,
+            "overlap: {first:?} then {next:?}"
+        );
+        assert!(!first.passed);
+    }
+    let passed = runs(passing.id.clone()).await;
+    // Due at once, then every second (looked at every half second): up to four in 3.7 s,
+    // at least two on a busy machine.
+    assert!((2..=4).contains(&passed.len()), "{passed:?}");
+    for pair in passed.windows(2) {
+        let gap = pair[1]
+            .started_at
+            .signed_duration_since(pair[0].started_at)
+            .num_milliseconds();
+        assert!(gap >= 990, "{gap} ms");
+    }
+    assert!(passed.iter().all(|r| r.passed));
+    let all = store
+        .runs(RunQuery {
+            suite_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.len(),
+        failed.len() + passed.len(),
+        "the manual suite never ran"
+    );
+
+    // One probe_result per run; one system_alert per failed run, naming it.
+    let mut results = Vec::new();
+    let mut alerts = Vec::new();
+    while let Ok(Some(Delivery::Event(event))) =
+        tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+    {
+        let run_id = event.data["run_id"].as_str().unwrap().to_owned();
+        match event.kind.as_str() {
+            "probe_result" => results.push(run_id),
+            "system_alert" => {
+                assert!(
+                    event.data["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("result contains \"nowhere\""),
+                    "{:?}",
+                    event.data
+                );
+                alerts.push(run_id);
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    let mut every: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
+    every.sort();
+    results.sort();
+    assert_eq!(results, every);
+    let mut failed_ids: Vec<String> = failed.iter().map(|r| r.id.clone()).collect();
+    failed_ids.sort();
+    alerts.sort();
+    assert_eq!(alerts, failed_ids);
+}

@@ -51,7 +51,8 @@ pub struct HubHttpConfig {
     /// The MCP gateway: with it, the hub serves the aggregated MCP server at `/mcp` and the
     /// gateway's REST API (`/api/servers`, `/api/tools`, `/api/logs`, …).
     pub gateway: Option<Gateway>,
-    /// The reliability lab: with it, the hub serves `/api/lab` (suites, runs, reports).
+    /// The reliability lab: with it, the hub serves `/api/lab` (suites, runs, reports), and
+    /// `serve_hub` runs suites on their interval.
     pub lab: Option<crate::lab::Lab>,
 }
 
@@ -222,11 +223,15 @@ pub async fn serve_hub(
     let feed = config
         .tasks_feed
         .map(|feed| tokio::spawn(run_tasks_feed(hub.clone(), feed, stop.clone())));
+    let scheduler = config.lab.as_ref().map(|lab| lab.schedule(stop.clone()));
     mcp_core::http::serve(listener, app, shutdown, stop)
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
     if let Some(feed) = feed {
         let _ = feed.await;
+    }
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
     }
     hub.finish_pushes(std::time::Duration::from_secs(10)).await;
     Ok(())

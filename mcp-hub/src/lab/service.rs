@@ -1,16 +1,27 @@
-//! [`Lab`]: the lab inside the hub — its store, and the runs going now (a suite never runs
-//! twice at once).
+//! [`Lab`]: the lab inside the hub — its store, the runs going now (a suite never runs twice
+//! at once), the scheduler that runs suites on their interval, and the events of each run:
+//! `probe_result` for every run, `system_alert` for every run that failed (one per run).
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    time::Duration,
 };
 
+use mcp_core::{EventBus, NewEvent};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
 use super::{
-    Progress, run_suite,
-    store::{LabStore, NewRun, RunSummary},
+    Progress, RunReport, run_suite,
+    store::{LabStore, NewRun, RunQuery, RunSummary},
 };
 use crate::{Error, Result};
+
+/// The topic of the lab's events.
+pub const LAB_TOPIC: &str = "lab";
+/// How often the scheduler looks for suites that are due.
+const TICK: Duration = Duration::from_millis(500);
 
 /// The lab as the hub serves it. Cheap to clone.
 #[derive(Clone)]
@@ -20,6 +31,8 @@ pub struct Lab {
 
 struct Inner {
     store: Arc<dyn LabStore>,
+    /// Where `probe_result` and `system_alert` go, once given.
+    events: OnceLock<Arc<dyn EventBus>>,
     /// Ids of the suites running now.
     running: Mutex<HashSet<String>>,
 }
@@ -51,9 +64,17 @@ impl Lab {
         Lab {
             inner: Arc::new(Inner {
                 store,
+                events: OnceLock::new(),
                 running: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    /// Announces every run's result (`probe_result`) and every failed run (`system_alert`)
+    /// on `bus`, topic [`LAB_TOPIC`]. The first bus given is kept.
+    pub fn with_events(self, bus: Arc<dyn EventBus>) -> Lab {
+        let _ = self.inner.events.set(bus);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn LabStore> {
@@ -131,10 +152,134 @@ impl Lab {
             .store
             .insert_run(NewRun {
                 suite_id: Some(claim.suite_id.clone()),
-                report,
+                report: report.clone(),
             })
             .await;
         drop(claim);
-        kept
+        let summary = kept?;
+        self.announce(&summary, &report).await;
+        Ok(summary)
     }
+
+    async fn announce(&self, run: &RunSummary, report: &RunReport) {
+        let Some(bus) = self.inner.events.get() else {
+            return;
+        };
+        let suite_id = run.suite_id.clone().unwrap_or_default();
+        let steps: Vec<_> = report
+            .steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "requests": s.requests, "ok": s.ok,
+                    "throughput": s.throughput, "p50_ms": s.latency.p50,
+                    "p99_ms": s.latency.p99, "passed": s.passed,
+                })
+            })
+            .collect();
+        let result = NewEvent::new(LAB_TOPIC, "probe_result", "hub:lab")
+            .with_subject("suite", suite_id.clone())
+            .with_data(json!({
+                "run_id": run.id, "suite_id": run.suite_id, "suite": run.suite,
+                "target": run.target, "passed": run.passed,
+                "duration_ms": run.duration_ms, "steps": steps,
+            }));
+        if let Err(error) = bus.publish(result).await {
+            tracing::warn!(%error, "could not announce a lab result");
+        }
+        if run.passed {
+            return;
+        }
+        let alert = NewEvent::new(LAB_TOPIC, "system_alert", "hub:lab")
+            .with_subject("suite", suite_id)
+            .with_data(json!({
+                "severity": "warning",
+                "source": "lab",
+                "run_id": run.id,
+                "suite_id": run.suite_id,
+                "suite": run.suite,
+                "target": run.target,
+                "message": failure_text(report),
+            }));
+        if let Err(error) = bus.publish(alert).await {
+            tracing::warn!(%error, "could not announce a lab alert");
+        }
+    }
+
+    /// Runs every suite that has an interval when it is due (its last run's start plus the
+    /// interval; at once when it never ran), until `shutdown`. A suite still running when it
+    /// falls due again starts once that run ends, never alongside it.
+    pub fn schedule(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let lab = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(error) = lab.start_due().await {
+                    tracing::warn!(%error, "the lab scheduler could not read its suites");
+                }
+            }
+        })
+    }
+
+    async fn start_due(&self) -> Result<()> {
+        let now = chrono::Utc::now();
+        for suite in self.inner.store.suites().await? {
+            let Some(interval) = suite.interval else {
+                continue;
+            };
+            if self.is_running(&suite.id) {
+                continue;
+            }
+            let last = self
+                .inner
+                .store
+                .runs(RunQuery {
+                    suite_id: Some(suite.id.clone()),
+                    limit: 1,
+                })
+                .await?;
+            let interval = chrono::TimeDelta::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+            let due = last
+                .first()
+                .is_none_or(|run| run.started_at + interval <= now);
+            if !due {
+                continue;
+            }
+            match self.start(&suite.id).await {
+                // Started, or started meanwhile by someone else.
+                Ok(()) | Err(Error::Conflict { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(suite = %suite.name, %error, "a scheduled lab run could not start");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What failed in a run, in a line.
+fn failure_text(report: &RunReport) -> String {
+    if let Some(error) = &report.session.error {
+        return format!("suite {}: the session failed: {error}", report.suite);
+    }
+    let failed: Vec<String> = report
+        .steps
+        .iter()
+        .filter(|s| !s.passed)
+        .map(|s| {
+            let why: Vec<&str> = s
+                .expectations
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| v.expectation.as_str())
+                .collect();
+            format!("step {:?} ({})", s.name, why.join(", "))
+        })
+        .collect();
+    format!("suite {} failed: {}", report.suite, failed.join("; "))
 }
