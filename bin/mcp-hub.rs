@@ -81,6 +81,13 @@ struct ServeArgs {
     /// A read key of that task service, when it requires one.
     #[arg(long, env = "MCP_HUB_TASKS_API_KEY", hide_env_values = true)]
     tasks_api_key: Option<String>,
+    /// A dashboard backend (another hub, or anything that takes its sync API) that each
+    /// failed lab run's alert is pushed to, channel `lab_alerts`, e.g. http://127.0.0.1:8091.
+    #[arg(long, env = "MCP_HUB_LAB_ALERT_URL")]
+    lab_alert_url: Option<String>,
+    /// The bearer token for that backend.
+    #[arg(long, env = "MCP_HUB_LAB_ALERT_TOKEN", hide_env_values = true)]
+    lab_alert_token: Option<String>,
     /// Upstream MCP servers to serve as one at /mcp: a hub.toml, or a Claude/Cursor JSON file
     /// with `mcpServers`. Edits apply without a restart.
     #[arg(long, env = "MCP_HUB_CONFIG")]
@@ -95,6 +102,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("listen", &self.listen)
             .field("tasks_url", &self.tasks_url)
             .field("config", &self.config)
+            .field("lab_alert_url", &self.lab_alert_url)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -252,7 +260,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(bus)
         }
     };
-    let lab = Lab::new(lab_store).with_events(bus.clone());
+    let mut lab = Lab::new(lab_store).with_events(bus.clone());
+    if let Some(url) = args.lab_alert_url {
+        let mut config = mcp_core::HttpSinkConfig::new(url);
+        config.token = args.lab_alert_token;
+        let sink = mcp_core::HttpSink::new(config).context("--lab-alert-url")?;
+        lab = lab.with_alert_sink(Arc::new(sink));
+    }
     let hub = Arc::new(Hub::new(store, bus).with_max_snapshots(args.max_snapshots));
     let config = HubHttpConfig {
         allowed_hosts: args.allowed_hosts,

@@ -1009,3 +1009,118 @@ async fn the_scheduler_never_overlaps_a_suite_and_raises_one_alert_per_failed_ru
     alerts.sort();
     assert_eq!(alerts, failed_ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_hub_serve_runs_scheduled_suites_and_pushes_each_failure_to_the_alert_backend() {
+    use reqwest::Method;
+    let _turn = TIMING.lock().await;
+    let url = known_server().await;
+    // The alert backend: another hub, receiving on channel lab_alerts.
+    let backend = support::spawn_hub(&["--database-url", "memory:"], &[]).await;
+    let backend_url = format!("http://{}", backend.address);
+    let hub = support::spawn_hub(
+        &["--database-url", "memory:", "--lab-alert-url", &backend_url],
+        &[],
+    )
+    .await;
+    let base = format!("http://{}/api/lab", hub.address);
+    let http = reqwest::Client::new();
+    let definition = format!(
+        "name = \"always failing\"\n[target]\nurl = \"{url}\"\n[[steps]]\nkind = \"call\"\ntool = \"delay\"\narguments = {{ ms = 1 }}\nexpect = {{ contains = \"nowhere\" }}\n"
+    );
+    let (status, suite, text) = api(
+        &http,
+        Method::POST,
+        &format!("{base}/suites"),
+        "none",
+        Some(json!({ "definition": definition, "interval_ms": 1000 })),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let id = suite["id"].as_str().unwrap().to_owned();
+
+    // The scheduler runs it without being asked: wait for two runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, runs, _) = api(
+            &http,
+            Method::GET,
+            &format!("{base}/runs?suite_id={id}"),
+            "none",
+            None,
+        )
+        .await;
+        if runs["runs"].as_array().unwrap().len() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled runs: {runs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Unscheduled now; once its last run ended, count.
+    let (status, _, text) = api(
+        &http,
+        Method::PUT,
+        &format!("{base}/suites/{id}"),
+        "none",
+        Some(json!({ "definition": definition })),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    loop {
+        let (_, suite, _) = api(
+            &http,
+            Method::GET,
+            &format!("{base}/suites/{id}"),
+            "none",
+            None,
+        )
+        .await;
+        if suite["running"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One push per failed run: the backend's snapshot revision counts them, and the latest
+    // names the newest run. (Pushes are retried until they land: allow them a moment. A run
+    // the scheduler began just before the change is counted as it lands.)
+    loop {
+        let (_, runs, _) = api(
+            &http,
+            Method::GET,
+            &format!("{base}/runs?suite_id={id}"),
+            "none",
+            None,
+        )
+        .await;
+        let runs = runs["runs"].as_array().unwrap().clone();
+        assert!(runs.iter().all(|r| r["passed"] == false), "{runs:?}");
+        let (_, alerts, _) = api(
+            &http,
+            Method::GET,
+            &format!("{backend_url}/api/dashboard/lab_alerts"),
+            "none",
+            None,
+        )
+        .await;
+        let snapshot = &alerts["snapshots"][0];
+        if snapshot["data"]["run_id"] == runs[0]["id"] && snapshot["revision"] == runs.len() {
+            assert!(
+                snapshot["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains("always failing"),
+                "{alerts}"
+            );
+            assert_eq!(snapshot["data"]["severity"], "warning");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alerts do not match the runs: {alerts} {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.stop().await;
+    backend.stop().await;
+}

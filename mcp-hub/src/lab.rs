@@ -21,5 +21,5 @@ pub use report::{
     StepComparison, StepReport, Verdict, compare, comparison_table,
 };
 pub use run::{Progress, ProgressSnapshot, run_suite};
-pub use service::{LAB_TOPIC, Lab};
+pub use service::{ALERT_CHANNEL, LAB_TOPIC, Lab};
 pub use suite::{Action, Expect, JsonPath, Load, Step, Suite, SuiteError, Target};

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_core::{EventBus, NewEvent};
+use mcp_core::{EventBus, NewEvent, Push, Sink};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 /// The topic of the lab's events.
 pub const LAB_TOPIC: &str = "lab";
+/// The channel alerts are pushed to through an alert sink.
+pub const ALERT_CHANNEL: &str = "lab_alerts";
 /// How often the scheduler looks for suites that are due.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -33,6 +35,8 @@ struct Inner {
     store: Arc<dyn LabStore>,
     /// Where `probe_result` and `system_alert` go, once given.
     events: OnceLock<Arc<dyn EventBus>>,
+    /// Where each failed run's alert is pushed too (a webhook), once given.
+    alerts: OnceLock<Arc<dyn Sink>>,
     /// Ids of the suites running now.
     running: Mutex<HashSet<String>>,
 }
@@ -65,6 +69,7 @@ impl Lab {
             inner: Arc::new(Inner {
                 store,
                 events: OnceLock::new(),
+                alerts: OnceLock::new(),
                 running: Mutex::new(HashSet::new()),
             }),
         }
@@ -74,6 +79,14 @@ impl Lab {
     /// on `bus`, topic [`LAB_TOPIC`]. The first bus given is kept.
     pub fn with_events(self, bus: Arc<dyn EventBus>) -> Lab {
         let _ = self.inner.events.set(bus);
+        self
+    }
+
+    /// Pushes every failed run's alert to `sink` as well, on channel [`ALERT_CHANNEL`] (with
+    /// an `HttpSink`: a POST to `{base}/api/dashboard/sync/lab_alerts`, retried). The first
+    /// sink given is kept.
+    pub fn with_alert_sink(self, sink: Arc<dyn Sink>) -> Lab {
+        let _ = self.inner.alerts.set(sink);
         self
     }
 
@@ -162,47 +175,67 @@ impl Lab {
     }
 
     async fn announce(&self, run: &RunSummary, report: &RunReport) {
-        let Some(bus) = self.inner.events.get() else {
-            return;
-        };
         let suite_id = run.suite_id.clone().unwrap_or_default();
-        let steps: Vec<_> = report
-            .steps
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.name, "requests": s.requests, "ok": s.ok,
-                    "throughput": s.throughput, "p50_ms": s.latency.p50,
-                    "p99_ms": s.latency.p99, "passed": s.passed,
+        let alert = json!({
+            "severity": "warning",
+            "source": "lab",
+            "run_id": run.id,
+            "suite_id": run.suite_id,
+            "suite": run.suite,
+            "target": run.target,
+            "started_at": run.started_at,
+            "message": failure_text(report),
+        });
+        if let Some(bus) = self.inner.events.get() {
+            let steps: Vec<_> = report
+                .steps
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name, "requests": s.requests, "ok": s.ok,
+                        "throughput": s.throughput, "p50_ms": s.latency.p50,
+                        "p99_ms": s.latency.p99, "passed": s.passed,
+                    })
                 })
-            })
-            .collect();
-        let result = NewEvent::new(LAB_TOPIC, "probe_result", "hub:lab")
-            .with_subject("suite", suite_id.clone())
-            .with_data(json!({
-                "run_id": run.id, "suite_id": run.suite_id, "suite": run.suite,
-                "target": run.target, "passed": run.passed,
-                "duration_ms": run.duration_ms, "steps": steps,
-            }));
-        if let Err(error) = bus.publish(result).await {
-            tracing::warn!(%error, "could not announce a lab result");
+                .collect();
+            let result = NewEvent::new(LAB_TOPIC, "probe_result", "hub:lab")
+                .with_subject("suite", suite_id.clone())
+                .with_data(json!({
+                    "run_id": run.id, "suite_id": run.suite_id, "suite": run.suite,
+                    "target": run.target, "passed": run.passed,
+                    "duration_ms": run.duration_ms, "steps": steps,
+                }));
+            if let Err(error) = bus.publish(result).await {
+                tracing::warn!(%error, "could not announce a lab result");
+            }
+            if !run.passed {
+                let event = NewEvent::new(LAB_TOPIC, "system_alert", "hub:lab")
+                    .with_subject("suite", suite_id)
+                    .with_data(alert.clone());
+                if let Err(error) = bus.publish(event).await {
+                    tracing::warn!(%error, "could not announce a lab alert");
+                }
+            }
         }
         if run.passed {
             return;
         }
-        let alert = NewEvent::new(LAB_TOPIC, "system_alert", "hub:lab")
-            .with_subject("suite", suite_id)
-            .with_data(json!({
-                "severity": "warning",
-                "source": "lab",
-                "run_id": run.id,
-                "suite_id": run.suite_id,
-                "suite": run.suite,
-                "target": run.target,
-                "message": failure_text(report),
-            }));
-        if let Err(error) = bus.publish(alert).await {
-            tracing::warn!(%error, "could not announce a lab alert");
+        if let Some(sink) = self.inner.alerts.get() {
+            let title: String = alert["message"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(mcp_core::MAX_TITLE_CHARS)
+                .collect();
+            let push = Push {
+                channel: ALERT_CHANNEL.to_owned(),
+                repository: None,
+                title,
+                data: alert,
+            };
+            if let Err(error) = sink.push(push).await {
+                tracing::warn!(%error, run = %run.id, "could not push a lab alert");
+            }
         }
     }
 
