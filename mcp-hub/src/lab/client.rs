@@ -526,49 +526,44 @@ impl HttpSession {
         id: Option<u64>,
     ) -> Result<Answer, Failure> {
         let reused = connection.is_some();
-        let mut open = match connection.take() {
+        let open = match connection.take() {
             Some(open) => open,
             None => HttpConnection::connect(&self.target).await?,
         };
-        let session = self.id.as_deref();
+        match self.post_on(open, connection, body, id).await {
+            Err(PostError::Unanswered(_)) if reused => {
+                let fresh = HttpConnection::connect(&self.target).await?;
+                self.post_on(fresh, connection, body, id)
+                    .await
+                    .map_err(PostError::into_failure)
+            }
+            answer => answer.map_err(PostError::into_failure),
+        }
+    }
+
+    /// POSTs on `open`, putting it back in the lane's `slot` when it may be reused.
+    async fn post_on(
+        &self,
+        mut open: HttpConnection,
+        slot: &mut Option<HttpConnection>,
+        body: &str,
+        id: Option<u64>,
+    ) -> Result<Answer, PostError> {
         let version = Some(self.protocol_version.as_str());
-        match open
+        let answer = open
             .post(
                 &self.target,
                 &self.headers,
-                session,
+                self.id.as_deref(),
                 version,
                 body.as_bytes(),
                 id,
             )
-            .await
-        {
-            Ok(answer) => {
-                if answer.keep_alive {
-                    *connection = Some(open);
-                }
-                Ok(answer)
-            }
-            Err(PostError::Unanswered(_)) if reused => {
-                let mut fresh = HttpConnection::connect(&self.target).await?;
-                let answer = fresh
-                    .post(
-                        &self.target,
-                        &self.headers,
-                        session,
-                        version,
-                        body.as_bytes(),
-                        id,
-                    )
-                    .await
-                    .map_err(PostError::into_failure)?;
-                if answer.keep_alive {
-                    *connection = Some(fresh);
-                }
-                Ok(answer)
-            }
-            Err(error) => Err(error.into_failure()),
+            .await?;
+        if answer.keep_alive {
+            *slot = Some(open);
         }
+        Ok(answer)
     }
 
     async fn delete(&self) {

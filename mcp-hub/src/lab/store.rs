@@ -44,11 +44,11 @@ impl NewSuite {
             }
         })?;
         if let Some(interval) = self.interval
-            && interval < Duration::from_secs(1)
+            && !(Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600)).contains(&interval)
         {
             return Err(Error::Invalid {
                 field: "interval",
-                message: "must be at least one second".to_owned(),
+                message: "must be at least one second and at most seven days".to_owned(),
             });
         }
         Ok(suite)
