@@ -7,10 +7,10 @@
 //! told apart by id. Every failure says which of the lab's error kinds it is.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     process::Stdio,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -22,7 +22,8 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
     process::{Child, ChildStdin, Command},
-    sync::oneshot,
+    sync::{Notify, oneshot},
+    task::JoinHandle,
 };
 
 use crate::gateway::Transport;
@@ -31,9 +32,15 @@ use crate::gateway::Transport;
 const PROTOCOL_VERSION: &str = "2025-11-25";
 /// The most of one answer read (a body or one event).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-/// How long the rest of an SSE stream is read after its answer before the connection is given
-/// up (a server should end the stream once it has answered).
-const STREAM_TAIL: Duration = Duration::from_millis(200);
+/// The most a body buffer grows by before the bytes to fill it have arrived: a length the
+/// server declares is not trusted with memory up front.
+const READ_STEP: usize = 64 * 1024;
+/// How long the rest of an SSE stream that has already begun to arrive is read, before the
+/// connection is reused, until it ends. A stream whose end has not arrived at all is not
+/// waited for: its connection is given up, which costs a new one and no one's latency.
+const STREAM_SETTLE: Duration = Duration::from_millis(5);
+/// How many interim (1xx) responses may come before the final one.
+const MAX_INTERIM: usize = 16;
 /// How long a stdio server gets to exit after its stdin closes before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How many of a stdio server's last stderr lines are kept, to say why it exited.
@@ -260,7 +267,7 @@ impl Endpoint {
                 let session = StdioSession::spawn(command, args, env, cwd.as_deref())?;
                 let answer = session.request(initialize_body()).await?;
                 let info = server_info(Some(&answer))?;
-                session.send(INITIALIZED).await?;
+                session.enqueue(None, INITIALIZED)?;
                 Ok((Session::Stdio(session), info))
             }
         }
@@ -452,24 +459,58 @@ impl Lane {
                 let body = request_body(id, method, params);
                 let (answer, receiver) = oneshot::channel();
                 session.pending_insert(id, answer);
-                if let Err(failure) = session.send(&body).await {
+                if let Err(failure) = session.enqueue(Some(id), &body) {
                     session.pending_remove(id);
                     return Err(failure);
                 }
+                // The timeout covers the write too: a server that stops reading its stdin
+                // times requests out instead of holding them up.
                 match tokio::time::timeout(timeout, receiver).await {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(_)) => Err(session.exited()),
                     Err(_) => {
                         session.pending_remove(id);
-                        let cancel = format!(
-                            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out"}}}}"#
-                        );
-                        // Best effort: the request already counts as timed out.
-                        let _ = session.send(&cancel).await;
+                        // A request still queued never reached the server and is taken back;
+                        // one sent (or being sent) is cancelled, best effort: it already
+                        // counts as timed out.
+                        if !session.unqueue(id) {
+                            let cancel = format!(
+                                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"timed out"}}}}"#
+                            );
+                            let _ = session.enqueue(None, &cancel);
+                        }
                         Err(timed_out(timeout))
                     }
                 }
             }
+        }
+    }
+
+    /// Gets the lane ready to send, so that no request's latency holds a TCP connect: over
+    /// HTTP, opens its connection (or a new one, when the server closed the last or an SSE
+    /// stream on it has not ended), within `timeout`. Nothing to do over stdio. A failure here
+    /// is the next request's to report, which connects again.
+    // For the runner to call before a step's measured part; until it does, only tests do.
+    pub(crate) async fn connect(&mut self, timeout: Duration) -> Result<(), Failure> {
+        let Lane::Http {
+            session,
+            connection,
+        } = self
+        else {
+            return Ok(());
+        };
+        if let Some(open) = connection.as_mut()
+            && open.reusable().await
+        {
+            return Ok(());
+        }
+        *connection = None;
+        match tokio::time::timeout(timeout, HttpConnection::connect(&session.target)).await {
+            Ok(open) => {
+                *connection = Some(open?);
+                Ok(())
+            }
+            Err(_) => Err(timed_out(timeout)),
         }
     }
 }
@@ -516,22 +557,32 @@ impl HttpSession {
         self.post(connection, body, None).await.map(|_| ())
     }
 
-    /// POSTs `body` on the lane's connection (opened, or opened again, as needed). A request
-    /// whose reused connection turns out closed before any answer is sent once more on a new
-    /// one: the server closed an idle connection, it never saw the request.
+    /// POSTs `body` on the lane's connection: the one kept from the last request when the
+    /// server has not closed it, otherwise a new one. A request is sent again (once, on a new
+    /// connection) only when writing it to a reused connection failed: then the server closed
+    /// that connection in the moment between the look at it and the write, and cannot have
+    /// received the request whole. Once the request is written, nothing is sent again: an
+    /// answer that does not come (a reset, the connection closed) may be a call the server
+    /// has run, and is a transport failure.
     async fn post(
         &self,
         connection: &mut Option<HttpConnection>,
         body: &str,
         id: Option<u64>,
     ) -> Result<Answer, Failure> {
-        let reused = connection.is_some();
-        let open = match connection.take() {
+        let mut kept = connection.take();
+        if let Some(open) = kept.as_mut()
+            && !open.reusable().await
+        {
+            kept = None;
+        }
+        let reused = kept.is_some();
+        let open = match kept {
             Some(open) => open,
             None => HttpConnection::connect(&self.target).await?,
         };
         match self.post_on(open, connection, body, id).await {
-            Err(PostError::Unanswered(_)) if reused => {
+            Err(PostError::Unsent(_)) if reused => {
                 let fresh = HttpConnection::connect(&self.target).await?;
                 self.post_on(fresh, connection, body, id)
                     .await
@@ -598,17 +649,16 @@ struct Answer {
 }
 
 enum PostError {
-    /// The connection closed before any byte of an answer: the request may be sent again.
-    Unanswered(std::io::Error),
+    /// Writing the request failed: the server did not receive it whole, so it may be sent
+    /// again.
+    Unsent(std::io::Error),
     Failed(Failure),
 }
 
 impl PostError {
     fn into_failure(self) -> Failure {
         match self {
-            PostError::Unanswered(error) => {
-                Failure::transport(format!("the connection closed without an answer: {error}"))
-            }
+            PostError::Unsent(error) => Failure::transport(format!("sending the request: {error}")),
             PostError::Failed(failure) => failure,
         }
     }
@@ -624,6 +674,23 @@ impl From<Failure> for PostError {
 pub(crate) struct HttpConnection {
     stream: BufReader<TcpStream>,
     line: Vec<u8>,
+    /// The same socket, to look without waiting at whether the server has closed it: tokio's
+    /// own reads only know what its reactor has been told so far.
+    #[cfg(unix)]
+    probe: std::net::TcpStream,
+    /// The rest of an SSE body whose response has been read, when its end had not arrived.
+    tail: Option<Body>,
+}
+
+/// What a look at an idle connection finds.
+#[derive(Debug, PartialEq, Eq)]
+enum Peer {
+    /// Nothing to read: the server keeps the connection open.
+    Open,
+    /// Closed or reset by the server.
+    Closed,
+    /// Bytes no request asked for.
+    Data,
 }
 
 fn io_failure(error: std::io::Error) -> Failure {
@@ -636,10 +703,74 @@ impl HttpConnection {
             Failure::transport(format!("connecting to {}: {error}", target.address))
         })?;
         stream.set_nodelay(true).map_err(io_failure)?;
+        #[cfg(unix)]
+        let probe = {
+            use std::os::fd::AsFd;
+            // A duplicate shares the socket and its non-blocking mode.
+            std::net::TcpStream::from(stream.as_fd().try_clone_to_owned().map_err(io_failure)?)
+        };
         Ok(HttpConnection {
             stream: BufReader::with_capacity(16 * 1024, stream),
             line: Vec::with_capacity(256),
+            #[cfg(unix)]
+            probe,
+            tail: None,
         })
+    }
+
+    /// A look, without waiting, at whether the server has closed the connection or sent
+    /// something.
+    #[cfg(unix)]
+    fn peer(&self) -> Peer {
+        let mut byte = [0u8; 1];
+        match self.probe.peek(&mut byte) {
+            Ok(0) => Peer::Closed,
+            Ok(_) => Peer::Data,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Peer::Open,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => Peer::Open,
+            Err(_) => Peer::Closed,
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn peer(&self) -> Peer {
+        let mut byte = [0u8; 1];
+        let mut buffer = tokio::io::ReadBuf::new(&mut byte);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.stream.get_ref().poll_peek(&mut context, &mut buffer) {
+            std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => Peer::Closed,
+            std::task::Poll::Ready(Ok(_)) => Peer::Data,
+            std::task::Poll::Pending => Peer::Open,
+        }
+    }
+
+    /// Whether the connection can carry the next request: the end of an earlier SSE stream
+    /// on it, if that was left, has arrived (what has begun to arrive is read, briefly; what
+    /// has not is not waited for), nothing else is waiting to be read, and the server has not
+    /// closed it.
+    async fn reusable(&mut self) -> bool {
+        if let Some(mut tail) = self.tail.take() {
+            let settle = async {
+                let mut rest = Vec::new();
+                while !tail.done {
+                    if self.stream.buffer().is_empty() && self.peer() != Peer::Data {
+                        return false;
+                    }
+                    if tail.read_some(self, &mut rest).await.is_err() {
+                        return false;
+                    }
+                    rest.clear();
+                }
+                tail.finished()
+            };
+            if !tokio::time::timeout(STREAM_SETTLE, settle)
+                .await
+                .unwrap_or(false)
+            {
+                return false;
+            }
+        }
+        self.stream.buffer().is_empty() && self.peer() == Peer::Open
     }
 
     async fn post(
@@ -671,18 +802,34 @@ impl HttpConnection {
         let mut bytes = request.into_bytes();
         bytes.extend_from_slice(body);
         if let Err(error) = self.stream.get_mut().write_all(&bytes).await {
-            return Err(PostError::Unanswered(error));
+            return Err(PostError::Unsent(error));
         }
 
-        let status_line = self.read_line().await.map_err(PostError::Unanswered)?;
-        if status_line.is_empty() {
-            return Err(PostError::Unanswered(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
-        }
-        let status = parse_status(&status_line)?;
-        let head = self.read_head().await?;
-        let mut body = Body::new(&head)?;
+        // Interim (1xx) responses come before the final one and have no body.
+        let mut interim = 0;
+        let (status, head) = loop {
+            let status_line = self.read_line().await.map_err(|error| {
+                Failure::transport(format!("the connection failed before an answer: {error}"))
+            })?;
+            if status_line.is_empty() {
+                return Err(Failure::transport("the connection closed before an answer").into());
+            }
+            let status = parse_status(&status_line)?;
+            let head = self.read_head().await?;
+            // 101 is final (a protocol switch, which the lab does not ask for).
+            if (100..200).contains(&status) && status != 101 {
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(Failure::transport(format!(
+                        "more than {MAX_INTERIM} interim responses"
+                    ))
+                    .into());
+                }
+                continue;
+            }
+            break (status, head);
+        };
+        let mut body = Body::new(status, &head)?;
         if !(200..300).contains(&status) {
             let text = body.read_all(self).await.unwrap_or_default();
             let text = String::from_utf8_lossy(&text);
@@ -714,11 +861,31 @@ impl HttpConnection {
             ))
             .into());
         }
+        let keep_alive = head.keep_alive && body.delimited();
+        if keep_alive && !body.finished() {
+            // The rest of the stream is read (or given up) when the connection is next used,
+            // not while this answer's latency is measured.
+            self.tail = Some(body);
+        }
         Ok(Answer {
             message,
             session_id: head.session_id,
-            keep_alive: head.keep_alive && body.finished(),
+            keep_alive,
         })
+    }
+
+    /// At most `most` bytes of a body, appended to `out` (which grows as they arrive).
+    async fn read_piece(&mut self, most: usize, out: &mut Vec<u8>) -> Result<usize, Failure> {
+        out.reserve(most.min(READ_STEP));
+        let read = (&mut self.stream)
+            .take(most as u64)
+            .read_buf(out)
+            .await
+            .map_err(io_failure)?;
+        if read == 0 {
+            return Err(Failure::transport("the connection closed inside the body"));
+        }
+        Ok(read)
     }
 
     /// One line, CRLF included; empty at the end of the stream.
@@ -766,7 +933,13 @@ impl HttpConnection {
                     })?);
                 }
                 "transfer-encoding" => {
-                    head.chunked = value.to_ascii_lowercase().contains("chunked")
+                    // The body is chunked when chunked is the last coding (RFC 9112 §6.3);
+                    // with any other, it runs until the connection closes.
+                    head.transfer_encoded = true;
+                    head.chunked = value
+                        .rsplit(',')
+                        .next()
+                        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
                 }
                 "content-type" => {
                     head.event_stream = value.to_ascii_lowercase().starts_with("text/event-stream");
@@ -794,6 +967,8 @@ fn parse_status(line: &str) -> Result<u16, Failure> {
 #[derive(Default)]
 struct Head {
     length: Option<usize>,
+    /// A `Transfer-Encoding` header came (which overrides any `Content-Length`).
+    transfer_encoded: bool,
     chunked: bool,
     event_stream: bool,
     keep_alive: bool,
@@ -815,9 +990,15 @@ enum Framing {
 }
 
 impl Body {
-    fn new(head: &Head) -> Result<Body, Failure> {
-        let framing = if head.chunked {
+    /// The body of a final response of `status` (RFC 9112 §6.3).
+    fn new(status: u16, head: &Head) -> Result<Body, Failure> {
+        let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+            // These never have a body, whatever their headers say.
+            Framing::Length(0)
+        } else if head.chunked {
             Framing::Chunked(0)
+        } else if head.transfer_encoded {
+            Framing::UntilClose
         } else if let Some(length) = head.length {
             if length > MAX_MESSAGE {
                 return Err(Failure::protocol(format!(
@@ -832,11 +1013,18 @@ impl Body {
         Ok(Body { framing, done })
     }
 
-    fn finished(&self) -> bool {
-        self.done && !matches!(self.framing, Framing::UntilClose)
+    /// Whether the body's end is known without the connection closing, so the connection
+    /// can carry another request once the body is read.
+    fn delimited(&self) -> bool {
+        !matches!(self.framing, Framing::UntilClose)
     }
 
-    /// The next piece of the body, appended to `out`; false at its end.
+    fn finished(&self) -> bool {
+        self.done && self.delimited()
+    }
+
+    /// The next piece of the body (whatever has arrived, up to what is left), appended to
+    /// `out`; false at its end.
     async fn read_some(
         &mut self,
         connection: &mut HttpConnection,
@@ -847,20 +1035,17 @@ impl Body {
         }
         match &mut self.framing {
             Framing::Length(left) => {
-                let start = out.len();
-                out.resize(start + *left, 0);
-                connection
-                    .stream
-                    .read_exact(&mut out[start..])
-                    .await
-                    .map_err(io_failure)?;
-                *left = 0;
-                self.done = true;
+                let read = connection.read_piece(*left, out).await?;
+                *left -= read;
+                self.done = *left == 0;
                 Ok(true)
             }
             Framing::Chunked(left) => {
                 if *left == 0 {
                     let line = connection.read_line().await.map_err(io_failure)?;
+                    if line.is_empty() {
+                        return Err(Failure::transport("the connection closed inside the body"));
+                    }
                     let size = line.trim_end();
                     let size = size.split(';').next().unwrap_or_default().trim();
                     let size = usize::from_str_radix(size, 16).map_err(|_| {
@@ -884,20 +1069,14 @@ impl Body {
                     }
                     *left = size;
                 }
-                let start = out.len();
-                out.resize(start + *left, 0);
-                connection
-                    .stream
-                    .read_exact(&mut out[start..])
-                    .await
-                    .map_err(io_failure)?;
-                *left = 0;
-                let mut crlf = [0u8; 2];
-                connection
-                    .stream
-                    .read_exact(&mut crlf)
-                    .await
-                    .map_err(io_failure)?;
+                let read = connection.read_piece(*left, out).await?;
+                *left -= read;
+                if *left == 0 {
+                    let line = connection.read_line().await.map_err(io_failure)?;
+                    if line.is_empty() || !line.trim_end().is_empty() {
+                        return Err(Failure::transport("a chunk not followed by CRLF"));
+                    }
+                }
                 Ok(true)
             }
             Framing::UntilClose => {
@@ -925,7 +1104,8 @@ impl Body {
     }
 
     /// Reads an SSE body until the response to `id` (skipping notifications and anything the
-    /// server asks), then what is left of the stream if it ends soon.
+    /// server asks). What is left of the stream is not read here: the answer is complete, and
+    /// a server that keeps the stream open must not add its wait to the latency.
     async fn find_response(
         &mut self,
         connection: &mut HttpConnection,
@@ -961,18 +1141,6 @@ impl Body {
                     "the event stream ended without the response",
                 ));
             }
-        }
-        // The rest of the stream, so the connection can be reused; one that stays open is
-        // given up instead.
-        let mut rest = Vec::new();
-        let tail = async {
-            while self.read_some(connection, &mut rest).await? {
-                rest.clear();
-            }
-            Ok::<(), Failure>(())
-        };
-        if !matches!(tokio::time::timeout(STREAM_TAIL, tail).await, Ok(Ok(()))) {
-            self.done = false;
         }
         Ok(found)
     }
@@ -1016,19 +1184,52 @@ fn event_message(event: &[u8]) -> Result<Option<Message>, Failure> {
 
 /// A server on stdin/stdout, shared by all lanes.
 pub(crate) struct StdioSession {
-    /// `None` once closed: dropping it is what closes the pipe.
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// What is to be written to stdin, by the one task that owns it.
+    outbox: Arc<Outbox>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Message, Failure>>>>,
     next_id: AtomicU64,
     child: Mutex<Option<Child>>,
+    /// The task writing the outbox to stdin.
+    writer: Mutex<Option<JoinHandle<()>>>,
     /// The last lines of its stderr, and whether it has exited.
     state: Arc<Mutex<StdioState>>,
 }
 
 #[derive(Default)]
 struct StdioState {
-    stderr: std::collections::VecDeque<String>,
+    stderr: VecDeque<String>,
     exited: bool,
+}
+
+/// Lines queued for the server's stdin. Nobody waits to queue one, so neither a lane nor the
+/// task answering the server's own requests can be held up by a server that stops reading:
+/// the lanes' requests time out instead.
+#[derive(Default)]
+struct Outbox {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    lines: VecDeque<Outgoing>,
+    /// Set by `close`: the writer writes what is queued, then closes stdin.
+    closing: bool,
+    /// Why writing failed, after it did.
+    broken: Option<String>,
+}
+
+struct Outgoing {
+    /// The request's id, for a request (so one that times out unsent can be taken back).
+    id: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Outbox {
+    fn close(&self) {
+        lock(&self.queue).closing = true;
+        self.ready.notify_one();
+    }
 }
 
 impl StdioSession {
@@ -1070,12 +1271,19 @@ impl StdioSession {
             }
         });
         let session = Arc::new(StdioSession {
-            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            outbox: Arc::new(Outbox::default()),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(2),
             child: Mutex::new(Some(child)),
+            writer: Mutex::new(None),
             state,
         });
+        let writer = tokio::spawn(write_lines(
+            stdin,
+            session.outbox.clone(),
+            Arc::downgrade(&session),
+        ));
+        *lock(&session.writer) = Some(writer);
         session.read_answers(stdout);
         Ok(session)
     }
@@ -1099,7 +1307,7 @@ impl StdioSession {
                 let Some(session) = session.upgrade() else {
                     break;
                 };
-                session.dispatch(&line).await;
+                session.dispatch(&line);
             }
             if let Some(session) = session.upgrade() {
                 lock(&session.state).exited = true;
@@ -1112,7 +1320,9 @@ impl StdioSession {
         });
     }
 
-    async fn dispatch(&self, line: &[u8]) {
+    /// Hands an answer to its request; answers a request of the server's own (queued, never
+    /// waited for, so reading goes on whatever the server does with its stdin).
+    fn dispatch(&self, line: &[u8]) {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -1140,7 +1350,7 @@ impl StdioSession {
                         r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":{refusal}}}}}"#
                     )
                 };
-                let _ = self.send(&reply).await;
+                let _ = self.enqueue(None, &reply);
             }
             return;
         }
@@ -1161,26 +1371,46 @@ impl StdioSession {
         lock(&self.pending).remove(&id);
     }
 
-    async fn send(&self, line: &str) -> Result<(), Failure> {
+    /// Queues `line` for stdin (the request `id`'s, if it is one); it is written in turn.
+    fn enqueue(&self, id: Option<u64>, line: &str) -> Result<(), Failure> {
         if lock(&self.state).exited {
             return Err(self.exited());
         }
-        let mut stdin = self.stdin.lock().await;
-        let Some(pipe) = stdin.as_mut() else {
-            return Err(Failure::transport("the session is closed"));
-        };
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        pipe.write_all(&bytes).await.map_err(|_| self.exited())?;
+        {
+            let mut queue = lock(&self.outbox.queue);
+            if let Some(error) = &queue.broken {
+                return Err(Failure::transport(error.clone()));
+            }
+            if queue.closing {
+                return Err(Failure::transport("the session is closed"));
+            }
+            queue.lines.push_back(Outgoing { id, bytes });
+        }
+        self.outbox.ready.notify_one();
         Ok(())
     }
 
-    /// Sends a request with id 1 and waits for its answer (the handshake, before any lane).
+    /// Takes the request `id` back from the queue; false when it was sent, or is being.
+    fn unqueue(&self, id: u64) -> bool {
+        let mut queue = lock(&self.outbox.queue);
+        match queue.lines.iter().position(|line| line.id == Some(id)) {
+            Some(at) => {
+                queue.lines.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a request with id 1 and waits for its answer (the handshake, before any lane;
+    /// the caller bounds the wait).
     async fn request(self: &Arc<Self>, body: String) -> Result<Message, Failure> {
         let (answer, receiver) = oneshot::channel();
         self.pending_insert(1, answer);
-        self.send(&body).await?;
+        self.enqueue(Some(1), &body)?;
         receiver.await.map_err(|_| self.exited())?
     }
 
@@ -1195,17 +1425,78 @@ impl StdioSession {
         Failure::transport(message)
     }
 
+    /// Asks the server to stop by closing its stdin once what is queued is written, and
+    /// kills it when it has not exited within `EXIT_GRACE`, or at once when it has stopped
+    /// reading its stdin (it would not see the close). Never waits longer than that.
     async fn close(&self) {
         let child = lock(&self.child).take();
         let Some(mut child) = child else { return };
-        // Closing stdin is how a stdio server is asked to stop.
-        drop(self.stdin.lock().await.take());
-        if tokio::time::timeout(EXIT_GRACE, child.wait())
-            .await
-            .is_err()
+        let deadline = tokio::time::Instant::now() + EXIT_GRACE;
+        self.outbox.close();
+        let writer = lock(&self.writer).take();
+        let mut kill = false;
+        if let Some(mut writer) = writer
+            && tokio::time::timeout_at(deadline, &mut writer)
+                .await
+                .is_err()
         {
-            let _ = child.kill().await;
+            // Dropping the unfinished write closes the pipe.
+            writer.abort();
+            kill = true;
         }
+        if kill
+            || tokio::time::timeout_at(deadline, child.wait())
+                .await
+                .is_err()
+        {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(EXIT_GRACE, child.wait()).await;
+        }
+    }
+}
+
+impl Drop for StdioSession {
+    fn drop(&mut self) {
+        // The writer ends (and stdin closes) with the session; the child is killed on drop.
+        self.outbox.close();
+    }
+}
+
+/// Writes queued lines to the server's stdin, one whole line at a time, until the session
+/// closes. A failed write fails the requests it and the queue held.
+async fn write_lines(mut stdin: ChildStdin, outbox: Arc<Outbox>, session: Weak<StdioSession>) {
+    loop {
+        let next = {
+            let mut queue = lock(&outbox.queue);
+            match queue.lines.pop_front() {
+                Some(line) => Some(line),
+                None if queue.closing => break,
+                None => None,
+            }
+        };
+        let Some(line) = next else {
+            outbox.ready.notified().await;
+            continue;
+        };
+        let Err(error) = stdin.write_all(&line.bytes).await else {
+            continue;
+        };
+        let message = format!("writing to the server's stdin: {error}");
+        let mut failed: Vec<u64> = line.id.into_iter().collect();
+        {
+            let mut queue = lock(&outbox.queue);
+            queue.broken = Some(message.clone());
+            failed.extend(queue.lines.drain(..).filter_map(|line| line.id));
+        }
+        if let Some(session) = session.upgrade() {
+            for id in failed {
+                let waiting = lock(&session.pending).remove(&id);
+                if let Some(answer) = waiting {
+                    let _ = answer.send(Err(Failure::transport(message.clone())));
+                }
+            }
+        }
+        break;
     }
 }
 
@@ -1218,4 +1509,414 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `text` as a JSON string literal.
 fn json_string(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client against hand-written servers on 127.0.0.1 (and small stdio children) that
+    //! misbehave in the ways a server under test can.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::{net::SocketAddr, time::Instant};
+
+    use tokio::{net::TcpListener, sync::mpsc};
+
+    use super::*;
+
+    /// The most any test waits for anything, so that a regression fails instead of hanging.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn http_session(address: SocketAddr) -> Arc<HttpSession> {
+        let target = HttpTarget::parse(&format!("http://{address}/mcp")).unwrap();
+        Arc::new(HttpSession {
+            target: Arc::new(target),
+            headers: "".into(),
+            id: None,
+            protocol_version: String::new(),
+            next_id: AtomicU64::new(2),
+        })
+    }
+
+    fn lane_to(address: SocketAddr) -> Lane {
+        Lane::Http {
+            session: http_session(address),
+            connection: None,
+        }
+    }
+
+    /// A server that runs `serve` on each connection it accepts, and counts them.
+    async fn server<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicU64>)
+    where
+        F: Fn(BufReader<TcpStream>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(BufReader::new(stream)));
+            }
+        });
+        (address, connections)
+    }
+
+    /// One request's JSON body, read off the server's side of a connection; `None` once the
+    /// client has closed it.
+    async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Value> {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().ok()?;
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    fn response_to(request: &Value) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#,
+            request["id"]
+        )
+    }
+
+    fn json_answer(body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn sse_head() -> &'static str {
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    }
+
+    fn sse_chunk(message: &str) -> String {
+        let event = format!("event: message\ndata: {message}\n\n");
+        format!("{:x}\r\n{event}\r\n", event.len())
+    }
+
+    async fn write(stream: &mut BufReader<TcpStream>, text: &str) {
+        let _ = stream.get_mut().write_all(text.as_bytes()).await;
+    }
+
+    async fn bounded<T>(work: impl Future<Output = T>) -> T {
+        tokio::time::timeout(BOUND, work)
+            .await
+            .expect("the client hung")
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_has_read_is_never_sent_again() {
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = requests.clone();
+        let (address, connections) = server(move |mut stream| {
+            let counted = counted.clone();
+            async move {
+                while let Some(request) = read_request(&mut stream).await {
+                    // The first is answered; the second is read and then the connection
+                    // closes, as a server that ran the call and then failed would.
+                    if counted.fetch_add(1, Ordering::SeqCst) > 0 {
+                        return;
+                    }
+                    write(&mut stream, &json_answer(&response_to(&request))).await;
+                }
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        let timeout = Duration::from_secs(5);
+        bounded(lane.request("tools/list", "{}", timeout))
+            .await
+            .unwrap();
+        let failure = bounded(lane.request("tools/call", "{}", timeout))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Transport, "{}", failure.message);
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            2,
+            "the call was sent twice"
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_before_sending() {
+        let requests = Arc::new(AtomicU64::new(0));
+        let (closed, mut closes) = mpsc::unbounded_channel();
+        let counted = requests.clone();
+        let (address, connections) = server(move |mut stream| {
+            let (counted, closed) = (counted.clone(), closed.clone());
+            async move {
+                if let Some(request) = read_request(&mut stream).await {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    write(&mut stream, &json_answer(&response_to(&request))).await;
+                }
+                // An idle keep-alive connection, closed by the server.
+                drop(stream);
+                let _ = closed.send(());
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        let timeout = Duration::from_secs(5);
+        bounded(lane.request("tools/list", "{}", timeout))
+            .await
+            .unwrap();
+        bounded(closes.recv()).await.unwrap();
+        bounded(lane.request("tools/list", "{}", timeout))
+            .await
+            .unwrap();
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_sse_stream_left_open_after_its_response_adds_nothing_to_the_latency() {
+        let (address, connections) = server(|mut stream| async move {
+            while let Some(request) = read_request(&mut stream).await {
+                let answer = format!("{}{}", sse_head(), sse_chunk(&response_to(&request)));
+                write(&mut stream, &answer).await;
+                // The stream is never ended; the connection stays open until the client
+                // gives it up.
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        for _ in 0..3 {
+            let started = Instant::now();
+            bounded(lane.request("tools/list", "{}", Duration::from_secs(5)))
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(150), "a request took {took:?}");
+        }
+        // Each stream was given up, with its connection.
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_sse_stream_that_has_ended_leaves_its_connection_for_the_next_request() {
+        let (address, connections) = server(|mut stream| async move {
+            while let Some(request) = read_request(&mut stream).await {
+                let answer = format!(
+                    "{}{}{}0\r\n\r\n",
+                    sse_head(),
+                    sse_chunk(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#),
+                    sse_chunk(&response_to(&request))
+                );
+                write(&mut stream, &answer).await;
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        for _ in 0..3 {
+            bounded(lane.request("tools/list", "{}", Duration::from_secs(5)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_that_cannot_have_a_body_are_not_read_until_the_connection_closes() {
+        let (address, connections) = server(|mut stream| async move {
+            while read_request(&mut stream).await.is_some() {
+                write(&mut stream, "HTTP/1.1 204 No Content\r\n\r\n").await;
+            }
+        })
+        .await;
+        let session = http_session(address);
+        let mut connection = None;
+        for _ in 0..2 {
+            bounded(session.notify(&mut connection, INITIALIZED))
+                .await
+                .unwrap();
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+        let (address, _) = server(|mut stream| async move {
+            while read_request(&mut stream).await.is_some() {
+                write(&mut stream, "HTTP/1.1 304 Not Modified\r\n\r\n").await;
+            }
+        })
+        .await;
+        let failure = bounded(lane_to(address).request("tools/list", "{}", Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Transport, "{}", failure.message);
+        assert!(failure.message.contains("HTTP 304"), "{}", failure.message);
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped_for_the_final_one() {
+        let (address, _) = server(|mut stream| async move {
+            while let Some(request) = read_request(&mut stream).await {
+                let answer = format!(
+                    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n{}",
+                    json_answer(&response_to(&request))
+                );
+                write(&mut stream, &answer).await;
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        for _ in 0..2 {
+            bounded(lane.request("tools/list", "{}", Duration::from_secs(5)))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lane_connected_ahead_sends_its_first_request_on_that_connection() {
+        let (accepted, mut accepts) = mpsc::unbounded_channel();
+        let (address, connections) = server(move |mut stream| {
+            let _ = accepted.send(());
+            async move {
+                while let Some(request) = read_request(&mut stream).await {
+                    write(&mut stream, &json_answer(&response_to(&request))).await;
+                }
+            }
+        })
+        .await;
+        let mut lane = lane_to(address);
+        let timeout = Duration::from_secs(5);
+        bounded(lane.connect(timeout)).await.unwrap();
+        bounded(accepts.recv()).await.unwrap();
+        // Connected already: again is a no-op.
+        bounded(lane.connect(timeout)).await.unwrap();
+        bounded(lane.request("tools/list", "{}", timeout))
+            .await
+            .unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        // Nothing to connect over stdio.
+        let mut stdio = Lane::Stdio(
+            StdioSession::spawn(
+                "sh",
+                &["-c".to_owned(), "exec cat".to_owned()],
+                &BTreeMap::new(),
+                None,
+            )
+            .unwrap(),
+        );
+        bounded(stdio.connect(timeout)).await.unwrap();
+    }
+
+    /// Sends a bare request and reads the head of its answer, leaving the body to read.
+    async fn body_of(address: SocketAddr) -> (HttpConnection, Body) {
+        let target = HttpTarget::parse(&format!("http://{address}/")).unwrap();
+        let mut connection = HttpConnection::connect(&target).await.unwrap();
+        connection
+            .stream
+            .get_mut()
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let status = parse_status(&connection.read_line().await.unwrap()).unwrap();
+        let head = connection.read_head().await.unwrap();
+        let body = Body::new(status, &head).unwrap();
+        (connection, body)
+    }
+
+    #[tokio::test]
+    async fn a_body_buffer_grows_with_what_arrives_not_with_what_is_declared() {
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n0123456789",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n989680\r\n0123456789",
+        ] {
+            let (address, _) = server(move |mut stream| async move {
+                if read_request(&mut stream).await.is_some() {
+                    write(&mut stream, head).await;
+                }
+                // The rest of the body never comes; the connection stays open.
+                let _ = read_request(&mut stream).await;
+            })
+            .await;
+            let (mut connection, mut body) = body_of(address).await;
+            let mut out = Vec::new();
+            assert!(
+                bounded(body.read_some(&mut connection, &mut out))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(out, b"0123456789");
+            assert!(out.capacity() <= 2 * READ_STEP, "{} bytes", out.capacity());
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_stdio_server_that_stops_reading_times_requests_out_and_is_closed() {
+        // It never reads its stdin: once the pipe is full, nothing more can be written.
+        let session = StdioSession::spawn(
+            "sh",
+            &["-c".to_owned(), "exec sleep 30".to_owned()],
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap();
+        let mut lane = Lane::Stdio(session.clone());
+        let timeout = Duration::from_millis(300);
+        let large = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1 << 20));
+        for params in [large.as_str(), "{}"] {
+            let started = Instant::now();
+            let failure = bounded(lane.request("tools/call", params, timeout))
+                .await
+                .unwrap_err();
+            assert_eq!(failure.kind, ErrorKind::Timeout, "{}", failure.message);
+            assert!(started.elapsed() < timeout + Duration::from_secs(1));
+        }
+        let started = Instant::now();
+        bounded(Session::Stdio(session).close()).await;
+        assert!(
+            started.elapsed() < EXIT_GRACE + Duration::from_secs(2),
+            "close took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_stdio_server_s_requests_are_answered_through_the_queue() {
+        // `cat` sends each request back: the client refuses it, and that refusal, sent back in
+        // turn, is the answer.
+        let session = StdioSession::spawn(
+            "sh",
+            &["-c".to_owned(), "exec cat".to_owned()],
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap();
+        let mut lane = Lane::Stdio(session.clone());
+        let answer = bounded(lane.request("tools/list", "{}", Duration::from_secs(5)))
+            .await
+            .unwrap();
+        let failure = answer.check().unwrap_err();
+        assert!(failure.message.contains("-32601"), "{}", failure.message);
+        // `cat` exits when its stdin closes.
+        let started = Instant::now();
+        bounded(Session::Stdio(session).close()).await;
+        assert!(
+            started.elapsed() < EXIT_GRACE,
+            "close took {:?}",
+            started.elapsed()
+        );
+    }
 }
