@@ -1124,3 +1124,50 @@ async fn mcp_hub_serve_runs_scheduled_suites_and_pushes_each_failure_to_the_aler
     hub.stop().await;
     backend.stop().await;
 }
+
+/// The suites the README points at parse, so a user's first `lab run` is not a syntax error.
+#[test]
+fn the_example_suites_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/suites");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(error) = Suite::parse(&text, &dir) {
+                panic!("{}: {error}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "only {seen} example suites");
+}
+
+/// What reports and listings name a target by keeps its secrets out; text the store keeps
+/// cannot hold NUL.
+#[test]
+fn targets_are_named_without_secrets_and_nul_is_refused() {
+    let suite = |target: &str, name: &str| {
+        format!("name = \"{name}\"\n[target]\n{target}\n[[steps]]\nkind = \"list_tools\"\n")
+    };
+    let parsed = Suite::parse(
+        &suite("url = \"http://127.0.0.1:1/mcp?token=abc\"", "s"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(parsed.target.describe(), "http://127.0.0.1:1/mcp");
+    let nul = Suite::parse(
+        &suite("url = \"http://127.0.0.1:1/mcp\"", "a\\u0000b"),
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(nul.contains("NUL"), "{nul}");
+    let nul = Suite::parse(
+        &suite("command = \"echo\"\nargs = [\"a\\u0000\"]", "s"),
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(nul.contains("NUL"), "{nul}");
+}

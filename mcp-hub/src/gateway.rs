@@ -8,6 +8,7 @@ mod audit;
 pub mod config;
 mod direct;
 mod events;
+mod fault;
 mod http_call;
 mod logs;
 mod proxy;
@@ -39,6 +40,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use audit::{AuditEntry, Outcome};
 pub use config::{ConfigError, GatewayConfig, PrefixMode, Transport, UpstreamConfig};
 pub use events::GATEWAY_TOPIC;
+pub use fault::{Fault, FaultStatus};
 pub use logs::{LogEntry, LogLevel, LogSource};
 pub use proxy::GatewayServer;
 pub use registry::{Hidden, SEPARATOR};
@@ -176,6 +178,12 @@ pub enum CallError {
         message: String,
         data: Option<serde_json::Value>,
     },
+    /// An operator's fault (`PUT /api/servers/{id}/fault`) failed the call on purpose; the
+    /// upstream never saw it.
+    #[error(
+        "injected fault: upstream {server} was set to fail calls (PUT /api/servers/{server}/fault; DELETE clears it); the upstream did not see this call"
+    )]
+    Injected { server: String },
 }
 
 impl CallError {
@@ -187,6 +195,7 @@ impl CallError {
             Self::Timeout { .. } => Outcome::Timeout,
             Self::Cancelled => Outcome::Cancelled,
             Self::Upstream { .. } | Self::Refused { .. } => Outcome::Failed,
+            Self::Injected { .. } => Outcome::Injected,
         }
     }
 
@@ -471,6 +480,68 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Sets `fault` on upstream `id` in place of any other, and says so in its log and status;
+    /// `None` when there is no such upstream. A fault with a duration ends by itself.
+    pub(crate) async fn set_fault(self: &Arc<Self>, id: &str, fault: Fault) -> Option<FaultStatus> {
+        let server = self.server(id)?;
+        let (status, generation) = server.fault.set(fault);
+        self.logs
+            .record(
+                id,
+                LogLevel::Warning,
+                LogSource::Hub,
+                format!("fault injected by an operator: {}", fault.describe()),
+            )
+            .await;
+        self.announce_status(&server.status()).await;
+        if let Some(ms) = fault.duration_ms {
+            let core = self.clone();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = core.cancel.cancelled() => return,
+                }
+                if let Some(ended) = server.fault.expire(generation) {
+                    core.logs
+                        .record(
+                            &server.id,
+                            LogLevel::Info,
+                            LogSource::Hub,
+                            format!(
+                                "injected fault ended after {ms} ms ({} calls delayed, {} failed)",
+                                ended.delayed, ended.failed
+                            ),
+                        )
+                        .await;
+                    core.announce_status(&server.status()).await;
+                }
+            });
+        }
+        Some(status)
+    }
+
+    /// Clears upstream `id`'s fault; `None` when there is no such upstream, else the fault
+    /// that was in force, if one was.
+    pub(crate) async fn clear_fault(&self, id: &str) -> Option<Option<FaultStatus>> {
+        let server = self.server(id)?;
+        let cleared = server.fault.clear();
+        if let Some(was) = &cleared {
+            self.logs
+                .record(
+                    id,
+                    LogLevel::Info,
+                    LogSource::Hub,
+                    format!(
+                        "injected fault cleared by an operator ({} calls delayed, {} failed)",
+                        was.delayed, was.failed
+                    ),
+                )
+                .await;
+            self.announce_status(&server.status()).await;
+        }
+        Some(cleared)
     }
 
     fn route_server(&self, tool: &str) -> Option<String> {
@@ -787,6 +858,14 @@ impl Core {
         let Some(server) = self.server(&route.server) else {
             return Err(CallError::UnknownTool(name));
         };
+        let timeout = server.config.call_timeout;
+        // An injected fault acts before a session is picked, so a delayed call goes out on
+        // whatever session is open when its wait is over.
+        if let Some(injection) = server.fault.draw() {
+            injection
+                .apply(&route.server, &name, timeout, &cancel)
+                .await?;
+        }
         let Some(lane) = server.call_peer() else {
             let status = server.status();
             return Err(CallError::Unavailable {
@@ -798,7 +877,6 @@ impl Core {
             });
         };
         params.name = route.name.clone().into();
-        let timeout = server.config.call_timeout;
         let progress = downstream.as_ref().and_then(|d| d.progress.clone());
         let caller_of = downstream.as_ref().map(|d| http_call::CallerOf {
             peer: d.peer.clone(),

@@ -6,6 +6,7 @@
 //! Fixed-rate steps measure each request from when it was due, not from when it was sent, so
 //! a server that stalls cannot hide the requests it delayed (coordinated omission).
 
+mod chaos;
 mod client;
 mod html;
 mod report;
@@ -17,9 +18,11 @@ mod suite;
 
 pub use client::{ErrorKind, ServerInfo};
 pub use report::{
-    Bucket, Change, ErrorSample, Latency, LoadReport, RunReport, Second, SessionReport,
-    StepComparison, StepReport, Verdict, compare, comparison_table,
+    Bucket, Change, ChaosReport, ErrorSample, Latency, LoadReport, RunReport, Second,
+    SessionReport, StepComparison, StepReport, Verdict, Window, compare, comparison_table,
 };
 pub use run::{Progress, ProgressSnapshot, run_suite};
 pub use service::{ALERT_CHANNEL, LAB_TOPIC, Lab};
-pub use suite::{Action, Expect, JsonPath, Load, Step, Suite, SuiteError, Target};
+pub use suite::{
+    Action, Chaos, ChaosFault, Expect, JsonPath, Load, Step, Suite, SuiteError, Target,
+};

@@ -31,6 +31,8 @@ pub enum Outcome {
     Cancelled,
     /// The upstream failed to answer (it crashed, or broke the protocol).
     Failed,
+    /// A fault an operator injected failed it; the upstream never saw it.
+    Injected,
 }
 
 #[derive(Debug, Clone, Serialize)]

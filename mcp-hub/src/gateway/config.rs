@@ -814,7 +814,7 @@ fn parse_servers(
 }
 
 /// Why an id cannot be used, if it cannot.
-fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("the server id must not be empty".to_owned());
     }

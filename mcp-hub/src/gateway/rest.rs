@@ -1,5 +1,5 @@
 //! The gateway over REST for the dashboard and scripts: upstreams and their control
-//! (`/api/servers`), the catalog and tool execution (`/api/tools`), the merged log
+//! (`/api/servers`, with `kill` and an injected fault for chaos tests), the catalog and tool execution (`/api/tools`), the merged log
 //! (`/api/logs`, live at `/api/logs/stream`), every gateway event live (`/api/gateway/stream`),
 //! the overall status, per-server and per-tool metrics, and the audit log.
 
@@ -13,7 +13,7 @@ use axum::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
     },
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
@@ -29,6 +29,8 @@ use super::{
     CallError, Caller, GATEWAY_TOPIC, Gateway, State,
     access::Target,
     audit::{AuditQuery, Outcome},
+    config::Transport,
+    fault::Fault,
     logs::{LogLevel, LogQuery},
     supervisor::Control,
 };
@@ -48,6 +50,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/api/servers", get(list_servers))
         .route("/api/servers/{id}", get(server))
+        .route(
+            "/api/servers/{id}/fault",
+            put(set_fault).delete(clear_fault),
+        )
         .route("/api/servers/{id}/{action}", post(control))
         .route("/api/tools", get(list_tools))
         .route("/api/tools/{name}", get(tool))
@@ -161,9 +167,10 @@ async fn control(
         "start" => Control::Start,
         "stop" => Control::Stop,
         "restart" => Control::Restart,
+        "kill" => Control::Kill,
         other => {
             return Err(not_found(&format!(
-                "action {other:?} (use start, stop or restart)"
+                "action {other:?} (use start, stop, restart or kill)"
             )));
         }
     };
@@ -171,6 +178,9 @@ async fn control(
         .core
         .server(&id)
         .ok_or_else(|| not_found(&format!("server {id}")))?;
+    if control == Control::Kill {
+        return kill(&gateway, &id, &server).await;
+    }
     server
         .control(control)
         .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message))?;
@@ -179,6 +189,93 @@ async fn control(
         Json(json!({ "server": id, "requested": action, "status": server.status() })),
     )
         .into_response())
+}
+
+/// `POST /api/servers/{id}/kill`: SIGKILL to a stdio upstream's child, a crash on purpose.
+/// Unlike `stop`, the supervisor treats it as any crash: the upstream is down, then restarted
+/// with its backoff.
+async fn kill(
+    gateway: &Gateway,
+    id: &str,
+    server: &super::supervisor::Supervised,
+) -> Result<Response, ApiError> {
+    if !matches!(server.config.transport, Transport::Stdio { .. }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_process",
+            format!(
+                "upstream {id} is an HTTP server: the hub has no process of it to kill (use stop, or inject a fault)"
+            ),
+        ));
+    }
+    let status = server.status();
+    let Some(pid) = status.pid else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!(
+                "upstream {id} has no running process to kill (it is {})",
+                format!("{:?}", status.state).to_lowercase()
+            ),
+        )
+        .with_details(json!({ "state": status.state })));
+    };
+    server
+        .control(Control::Kill)
+        .map_err(|message| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message))?;
+    gateway
+        .core
+        .logs
+        .record(
+            id,
+            LogLevel::Warning,
+            super::logs::LogSource::Hub,
+            format!("killed by an operator (SIGKILL to pid {pid}); it restarts as after a crash"),
+        )
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "server": id, "requested": "kill", "pid": pid, "status": server.status() })),
+    )
+        .into_response())
+}
+
+/// `PUT /api/servers/{id}/fault`: every call to the upstream waits `latency_ms`, and
+/// `error_rate` of them fail, for `duration_ms` (or until `DELETE`).
+async fn set_fault(
+    Extension(gateway): Extension<Gateway>,
+    principal: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(principal.as_ref())?;
+    if gateway.core.server(&id).is_none() {
+        return Err(not_found(&format!("server {id}")));
+    }
+    let fault = Fault::from_json(&body).map_err(|(field, message)| invalid(field, message))?;
+    let status = gateway
+        .core
+        .set_fault(&id, fault)
+        .await
+        .ok_or_else(|| not_found(&format!("server {id}")))?;
+    Ok(Json(json!({ "server": id, "fault": status })))
+}
+
+/// `DELETE /api/servers/{id}/fault`: clears it (done whether or not one was in force).
+async fn clear_fault(
+    Extension(gateway): Extension<Gateway>,
+    principal: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(principal.as_ref())?;
+    let cleared = gateway
+        .core
+        .clear_fault(&id)
+        .await
+        .ok_or_else(|| not_found(&format!("server {id}")))?;
+    Ok(Json(
+        json!({ "server": id, "cleared": cleared, "fault": null }),
+    ))
 }
 
 async fn list_tools(
@@ -278,6 +375,10 @@ fn call_error(error: CallError) -> ApiError {
         } => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_refused", message)
             .with_details(json!({ "server": server, "code": code, "data": data })),
         CallError::Cancelled => ApiError::new(StatusCode::BAD_REQUEST, "cancelled", message),
+        CallError::Injected { server } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "fault_injected", message)
+                .with_details(json!({ "server": server }))
+        }
     }
 }
 
@@ -481,7 +582,7 @@ async fn subscribe(
         .map_err(|e| ApiError::unavailable(&e))
 }
 
-fn stream_events(
+pub(crate) fn stream_events(
     subscription: mcp_core::Subscription,
     first: Vec<SseEvent>,
     shutdown: Option<Extension<StreamShutdown>>,
@@ -590,7 +691,7 @@ async fn audit(
             serde_json::from_value::<Outcome>(json!(o)).map_err(|_| {
                 invalid(
                     "outcome",
-                    format!("outcome {o:?}: use ok, tool_error, denied, unknown_tool, unavailable, timeout, cancelled or failed"),
+                    format!("outcome {o:?}: use ok, tool_error, denied, unknown_tool, unavailable, timeout, cancelled, failed or injected"),
                 )
             })
         })

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Core,
     config::{Transport, UpstreamConfig},
+    fault::{FaultSlot, FaultStatus},
     http_call::HttpLane,
     logs::{LogLevel, LogSource},
     registry::Listing,
@@ -81,6 +82,8 @@ pub struct ServerStatus {
     pub tools: usize,
     /// How many sessions to it are open (calls are spread over them).
     pub sessions: usize,
+    /// The fault an operator injected into its calls, while it is in force.
+    pub fault: Option<FaultStatus>,
 }
 
 /// What an operator asks of an upstream.
@@ -89,6 +92,8 @@ pub(crate) enum Control {
     Start,
     Stop,
     Restart,
+    /// SIGKILL to a stdio upstream's child: a crash, restarted with the usual backoff.
+    Kill,
 }
 
 /// One supervised upstream.
@@ -109,6 +114,8 @@ pub(crate) struct Supervised {
     changed: Arc<Notify>,
     /// Notifications of this upstream being passed on.
     pub(crate) handling: Arc<upstream::Handling>,
+    /// The fault injected into calls to it, if an operator set one.
+    pub(crate) fault: FaultSlot,
     /// Woken by a call that failed on the transport, so a dead HTTP upstream is noticed at
     /// once rather than at the next probe.
     probe_now: Notify,
@@ -162,6 +169,7 @@ impl Supervised {
                 server_info: None,
                 tools: 0,
                 sessions: 0,
+                fault: None,
             }),
             config,
             peer: RwLock::new(None),
@@ -172,6 +180,7 @@ impl Supervised {
             control,
             changed: Arc::new(Notify::new()),
             handling: Arc::default(),
+            fault: FaultSlot::default(),
             probe_now: Notify::new(),
             failed: Notify::new(),
             stop: core.cancel.child_token(),
@@ -193,6 +202,7 @@ impl Supervised {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         status.sessions = sessions;
+        status.fault = self.fault.status();
         status
     }
 
@@ -328,7 +338,9 @@ impl Supervised {
                 status.latency_ms = None;
             }
             status.sessions = sessions;
-            status.clone()
+            let mut status = status.clone();
+            status.fault = self.fault.status();
+            status
         };
         core.announce_status(&status).await;
     }
@@ -355,7 +367,7 @@ impl Supervised {
                         request = control.recv() => match request {
                             None => return,
                             Some(Control::Start | Control::Restart) => break,
-                            Some(Control::Stop) => {}
+                            Some(Control::Stop | Control::Kill) => {}
                         },
                     }
                 }
@@ -372,14 +384,23 @@ impl Supervised {
             self.set_state(&core, State::Starting, None).await;
             let upstream = upstream::for_transport(&self.config.transport);
             let client = self.client(&core, 0);
-            let connected = tokio::select! {
-                connected = upstream.connect(client) => connected,
-                () = self.stop.cancelled() => return,
-                request = control.recv() => match request {
-                    None => return,
-                    Some(Control::Stop) => { wanted = false; continue }
-                    Some(Control::Start | Control::Restart) => continue,
-                },
+            let connecting = upstream.connect(client);
+            tokio::pin!(connecting);
+            let connected = loop {
+                tokio::select! {
+                    connected = &mut connecting => break Some(connected),
+                    () = self.stop.cancelled() => return,
+                    request = control.recv() => match request {
+                        None => return,
+                        Some(Control::Stop) => { wanted = false; break None }
+                        Some(Control::Start | Control::Restart) => break None,
+                        // No session runs yet that a kill could end.
+                        Some(Control::Kill) => {}
+                    },
+                }
+            };
+            let Some(connected) = connected else {
+                continue;
             };
             let end = match connected {
                 Err(error) => End::Failed(error),
@@ -419,14 +440,19 @@ impl Supervised {
                     .await;
                     self.set_state(&core, State::Down, Some(error)).await;
                     self.failed.notify_waiters();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.stop.cancelled() => return,
-                        request = control.recv() => match request {
-                            None => return,
-                            Some(Control::Stop) => wanted = false,
-                            Some(Control::Start | Control::Restart) => attempt = 0,
-                        },
+                    let until = tokio::time::Instant::now() + wait;
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(until) => break,
+                            () = self.stop.cancelled() => return,
+                            request = control.recv() => match request {
+                                None => return,
+                                Some(Control::Stop) => { wanted = false; break }
+                                Some(Control::Start | Control::Restart) => { attempt = 0; break }
+                                // Nothing runs while it waits; the backoff goes on.
+                                Some(Control::Kill) => {}
+                            },
+                        }
                     }
                 }
             }
@@ -559,6 +585,13 @@ impl Supervised {
                     request = control.recv() => match request {
                         Some(Control::Stop) => break 'session End::Stopped,
                         Some(Control::Restart) => break 'session End::Restart,
+                        // The child dies as in a crash: `child_exit` above sees it, and the
+                        // session ends as a failure, restarted with the backoff.
+                        Some(Control::Kill) => {
+                            if let Some(child) = &mut child {
+                                child.kill_now();
+                            }
+                        }
                         Some(Control::Start) => {}
                         None => break 'session End::Cancelled,
                     },

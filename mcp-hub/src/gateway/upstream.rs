@@ -86,6 +86,12 @@ impl OwnedChild {
         self.child.id()
     }
 
+    /// Sends SIGKILL to the child alone (not its group), as a crash would end it; it is reaped
+    /// by [`OwnedChild::exited`] or [`OwnedChild::stop`] as any exit is.
+    pub(crate) fn kill_now(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// Waits until the child exits by itself, reaping it.
     pub(crate) async fn exited(&mut self) -> std::io::Result<ExitStatus> {
         self.child.wait().await

@@ -1,9 +1,11 @@
 //! The self-contained HTML report of a run: per step, latency percentiles over time, the
-//! latency histogram and the error rate, drawn as inline SVG (no script, no network).
+//! latency histogram and the error rate, drawn as inline SVG (no script, no network). A step
+//! with chaos says what was done and how long recovery took, and its latency chart marks the
+//! fault (and, after a kill, the outage until recovery) as a band.
 
 use std::fmt::Write as _;
 
-use super::report::{RunReport, Second, StepReport};
+use super::report::{ChaosReport, RunReport, Second, StepReport};
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
@@ -61,15 +63,16 @@ impl RunReport {
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
 td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}\
 .pass{color:#17803d}.fail{color:#c0262d}.meta{color:#555}svg{background:#fafafa;border:1px solid #ddd;margin:4px 0}\
-svg text{font:11px system-ui,sans-serif;fill:#555}section{margin-top:2em}h2{margin-bottom:.3em}";
+svg text{font:11px system-ui,sans-serif;fill:#555}section{margin-top:2em}h2{margin-bottom:.3em}\
+.chaos{background:#fff4e5;border-left:3px solid #e8890c;padding:4px 8px}";
 
 fn summary_table(out: &mut String, report: &RunReport) {
-    out.push_str("<table class=\"summary\"><tr><th>step</th><th>requests</th><th>errors</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>result</th></tr>\n");
+    out.push_str("<table class=\"summary\"><tr><th>step</th><th>requests</th><th>errors</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>chaos</th><th>result</th></tr>\n");
     for step in &report.steps {
         let errors: u64 = step.errors.values().sum();
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{errors}</td><td>{:.0}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{errors}</td><td>{:.0}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             escape(&step.name),
             step.requests,
             step.throughput,
@@ -77,6 +80,12 @@ fn summary_table(out: &mut String, report: &RunReport) {
             step.latency.p95,
             step.latency.p99,
             step.latency.max,
+            escape(
+                &step
+                    .chaos
+                    .as_ref()
+                    .map_or_else(|| "—".to_owned(), chaos_cell)
+            ),
             if step.passed { "pass" } else { "fail" },
             if step.passed { "pass" } else { "FAIL" }
         );
@@ -126,10 +135,40 @@ fn step_section(out: &mut String, index: usize, step: &StepReport) {
         }
         out.push_str("</ul>\n");
     }
+    if let Some(chaos) = &step.chaos {
+        let _ = writeln!(
+            out,
+            "<p class=\"chaos{}\"><strong>chaos</strong>: {}</p>",
+            if chaos.error.is_some() { " fail" } else { "" },
+            escape(&chaos.summary())
+        );
+    }
     percentiles_chart(out, step);
     histogram_chart(out, step);
     error_chart(out, step);
     out.push_str("</section>\n");
+}
+
+/// The chaos column of the summary: the action and its recovery.
+fn chaos_cell(chaos: &ChaosReport) -> String {
+    match (&chaos.error, chaos.recovery_ms) {
+        (Some(_), _) => format!("{}: failed", chaos.action),
+        (None, Some(ms)) => format!("{}: recovered in {ms:.0} ms", chaos.action),
+        (None, None) => format!("{}: no recovery", chaos.action),
+    }
+}
+
+/// The fault's span in ms since the step started, for the band on the latency chart: an
+/// injected fault from start to end, a kill from the kill to recovery (or the end).
+fn chaos_band(chaos: &ChaosReport, step_end_ms: f64) -> Option<(f64, f64)> {
+    let start = chaos.started_ms?;
+    let end = match chaos.action.as_str() {
+        "kill" => chaos
+            .recovery_ms
+            .map_or(step_end_ms, |r| chaos.ended_ms.unwrap_or(start) + r),
+        _ => chaos.ended_ms.unwrap_or(step_end_ms),
+    };
+    Some((start, end.max(start)))
 }
 
 fn load_text(step: &StepReport) -> String {
@@ -170,7 +209,25 @@ fn percentiles_chart(out: &mut String, step: &StepReport) {
     );
     axes(out, "latency over time (ms; p50, p99, max per second)", top);
     #[allow(clippy::cast_precision_loss)] // Seconds of a run.
-    let x = |at: usize| PAD + (WIDTH - 2.0 * PAD) * (at as f64 + 0.5) / rows.len().max(1) as f64;
+    let seconds = rows.len().max(1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let x = |at: usize| PAD + (WIDTH - 2.0 * PAD) * (at as f64 + 0.5) / seconds;
+    if let Some((from, to)) = step
+        .chaos
+        .as_ref()
+        .and_then(|c| chaos_band(c, seconds * 1000.0))
+    {
+        let at = |ms: f64| PAD + (WIDTH - 2.0 * PAD) * (ms / 1000.0 / seconds).clamp(0.0, 1.0);
+        let _ = write!(
+            out,
+            "<rect class=\"chaos-band\" x=\"{:.1}\" y=\"{PAD}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#e8890c\" fill-opacity=\"0.18\"><title>chaos: {:.0} to {:.0} ms</title></rect>",
+            at(from),
+            (at(to) - at(from)).max(1.0),
+            HEIGHT - 2.0 * PAD,
+            from,
+            to
+        );
+    }
     let y = |ms: f64| HEIGHT - PAD + -(HEIGHT - 2.0 * PAD) * (ms / top);
     let series: [Series; 3] = [
         ("max", "#bbb", |r| r.max_ms),

@@ -61,7 +61,54 @@ pub struct StepReport {
     /// One row per second of the step.
     pub timeline: Vec<Second>,
     pub expectations: Vec<Verdict>,
+    /// What the step's chaos did and how the target came through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
     pub passed: bool,
+}
+
+/// A step's chaos: what was done through the hub, when (ms since the step started), the
+/// requests that finished before, during and after the fault, and the recovery time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChaosReport {
+    /// `kill` or `inject`.
+    pub action: String,
+    /// The upstream's id, and the hub it was asked of.
+    pub server: String,
+    pub hub: String,
+    /// What was injected (an `inject`).
+    pub latency_ms: Option<u64>,
+    pub error_rate: Option<f64>,
+    pub for_ms: Option<f64>,
+    /// When it was due.
+    pub at_ms: f64,
+    /// When the lab sent the kill or the fault; `None` if the hub did not take it.
+    pub started_ms: Option<f64>,
+    /// When the fault was over: a kill is over once sent (the upstream's recovery is what
+    /// follows); an injected fault when the hub confirmed clearing it.
+    pub ended_ms: Option<f64>,
+    /// The child's pid the hub killed, and the upstream's pid when the step was over.
+    pub killed_pid: Option<u32>,
+    pub pid_after: Option<u32>,
+    /// Requests by when they finished: before the fault started; during it (for a kill, from
+    /// the kill until recovery); after.
+    pub before: Window,
+    pub during: Window,
+    pub after: Window,
+    /// From the fault's end to the first successful request after which none failed for a
+    /// second (or until the step's last answer); `None` when that never happened.
+    pub recovery_ms: Option<f64>,
+    /// How `recovery_ms` was found, or why it is missing.
+    pub note: Option<String>,
+    /// A chaos action that failed (the hub unreachable, or refusing); the step fails.
+    pub error: Option<String>,
+}
+
+/// Requests that finished within a part of a step, and how many of them failed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Window {
+    pub requests: u64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +234,9 @@ impl RunReport {
                     verdict.expectation, verdict.detail
                 );
             }
+            if let Some(chaos) = &step.chaos {
+                let _ = writeln!(out, "    chaos: {}", chaos.summary());
+            }
         }
         let _ = writeln!(
             out,
@@ -195,6 +245,60 @@ impl RunReport {
             self.duration_ms / 1000.0
         );
         out
+    }
+}
+
+impl ChaosReport {
+    /// What was done, when, and the recovery, on one line.
+    pub fn summary(&self) -> String {
+        let what = match self.action.as_str() {
+            "kill" => format!(
+                "kill {}{}",
+                self.server,
+                self.killed_pid
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
+            ),
+            _ => {
+                let mut parts = Vec::new();
+                if let Some(ms) = self.latency_ms.filter(|ms| *ms > 0) {
+                    parts.push(format!("+{ms} ms"));
+                }
+                if let Some(rate) = self.error_rate.filter(|r| *r > 0.0) {
+                    parts.push(format!("{:.0} % errors", rate * 100.0));
+                }
+                format!("inject {} into {}", parts.join(", "), self.server)
+            }
+        };
+        let when = match (self.started_ms, self.ended_ms) {
+            (Some(start), Some(end)) if end > start => {
+                format!("from {:.0} to {:.0} ms", start, end)
+            }
+            (Some(start), _) => format!("at {start:.0} ms"),
+            (None, _) => format!("due at {:.0} ms", self.at_ms),
+        };
+        if let Some(error) = &self.error {
+            return format!("{what} {when}: FAILED: {error}");
+        }
+        let recovery = match self.recovery_ms {
+            Some(ms) => format!("recovered in {ms:.0} ms"),
+            None => format!(
+                "did not recover{}",
+                self.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+        };
+        format!(
+            "{what} {when}; errors {}/{} before, {}/{} during, {}/{} after; {recovery}",
+            self.before.errors,
+            self.before.requests,
+            self.during.errors,
+            self.during.requests,
+            self.after.errors,
+            self.after.requests
+        )
     }
 }
 

@@ -1,8 +1,12 @@
 //! Running a suite: one session, each step's requests sent by workers that each keep their
 //! own histograms (merged at the end, so recording costs no lock), and the step's verdicts.
+//! The per-second timeline is shared: each worker keeps only the second it is in and merges
+//! it when the next one begins (a lock per worker per second), so memory grows with the
+//! step's seconds, not with workers × seconds. A step with chaos also counts outcomes by
+//! when they finished, for its recovery time (see `chaos`).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -15,10 +19,11 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::{
+    chaos::{Driver, Outcomes},
     client::{Endpoint, ErrorKind, Failure, Lane, Session},
     report::{
-        Bucket, ErrorSample, Latency, LoadReport, RunReport, Second, SessionReport, StepReport,
-        Verdict,
+        Bucket, ChaosReport, ErrorSample, Latency, LoadReport, RunReport, Second, SessionReport,
+        StepReport, Verdict,
     },
     suite::{Action, Expect, Load, Step, Suite, Target},
 };
@@ -123,7 +128,14 @@ pub async fn run_suite(suite: &Suite, progress: Arc<Progress>) -> RunReport {
     let mut steps = Vec::with_capacity(suite.steps.len());
     for (index, step) in suite.steps.iter().enumerate() {
         progress.start(index, step);
-        steps.push(run_step(&endpoint, &session, step, suite.timeout, &progress).await);
+        let context = StepContext {
+            endpoint: &endpoint,
+            session: &session,
+            target: &suite.target,
+            timeout: suite.timeout,
+            progress: &progress,
+        };
+        steps.push(run_step(&context, step).await);
     }
     session.close().await;
     let passed = steps.iter().all(|s| s.passed);
@@ -152,13 +164,23 @@ enum Request {
     },
 }
 
-async fn run_step(
-    endpoint: &Arc<Endpoint>,
-    session: &Session,
-    step: &Step,
+/// What every step of a run shares.
+struct StepContext<'a> {
+    endpoint: &'a Arc<Endpoint>,
+    session: &'a Session,
+    target: &'a Target,
     timeout: Duration,
-    progress: &Arc<Progress>,
-) -> StepReport {
+    progress: &'a Arc<Progress>,
+}
+
+async fn run_step(context: &StepContext<'_>, step: &Step) -> StepReport {
+    let StepContext {
+        endpoint,
+        session,
+        target,
+        timeout,
+        progress,
+    } = *context;
     let request = Arc::new(match &step.action {
         Action::Initialize => Request::Initialize,
         Action::ListTools => Request::Method {
@@ -181,6 +203,15 @@ async fn run_step(
         .load
         .concurrency()
         .min(usize::try_from(calls).unwrap_or(usize::MAX));
+    let timeline = Arc::new(Timeline::new(timeout));
+    // Chaos is only allowed on steps bounded by time (checked when the suite is parsed).
+    let chaos = step.chaos.as_ref().and_then(|chaos| match step.load {
+        Load::Rate { duration, .. } | Load::For { duration, .. } => Some((
+            Driver::start(chaos, target, start, duration),
+            Arc::new(Outcomes::new(duration, timeout)),
+        )),
+        Load::Count { .. } => None,
+    });
     let mut handles = Vec::with_capacity(workers);
     for _ in 0..workers {
         let worker = Worker {
@@ -193,6 +224,9 @@ async fn run_step(
             timeout,
             expect: step.expect.clone(),
             tally: Tally::new(),
+            second: None,
+            timeline: timeline.clone(),
+            outcomes: chaos.as_ref().map(|(_, outcomes)| outcomes.clone()),
         };
         // Tasks of their own, so the workers spread over the runtime's threads.
         handles.push(tokio::spawn(worker.run(endpoint.clone(), progress.clone())));
@@ -206,7 +240,128 @@ async fn run_step(
             Err(error) => tracing::error!(%error, "a lab worker failed"),
         }
     }
-    total.into_report(step)
+    let chaos = match chaos {
+        Some((driver, outcomes)) => {
+            let last = total.last_finished.unwrap_or_default();
+            Some(driver.finish(&outcomes, last).await)
+        }
+        None => None,
+    };
+    total.into_report(step, timeline.finish(), chaos)
+}
+
+/// A step's per-second rows, merged from its workers as each second passes. Rows older than
+/// the longest a request may take (plus two seconds) can no longer change and are kept as
+/// their figures only, so a long step holds a few histograms, not one per second.
+struct Timeline {
+    rows: Mutex<Rows>,
+    /// How many seconds a row stays open behind the newest.
+    horizon: u64,
+}
+
+#[derive(Default)]
+struct Rows {
+    /// Seconds `0..closed.len()`, done.
+    closed: Vec<Second>,
+    /// Seconds from `closed.len()` on.
+    open: VecDeque<Row>,
+}
+
+/// One second of requests: how many finished, how many failed, and their latency.
+struct Row {
+    requests: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+impl Row {
+    fn new() -> Row {
+        Row {
+            requests: 0,
+            errors: 0,
+            latency: histogram(2),
+        }
+    }
+
+    fn summary(&self, at_s: u64) -> Second {
+        Second {
+            at_s,
+            requests: self.requests,
+            errors: self.errors,
+            p50_ms: quantile_ms(&self.latency, 0.5),
+            p99_ms: quantile_ms(&self.latency, 0.99),
+            max_ms: if self.latency.is_empty() {
+                0.0
+            } else {
+                us_to_ms(self.latency.max())
+            },
+        }
+    }
+}
+
+impl Timeline {
+    fn new(timeout: Duration) -> Timeline {
+        Timeline {
+            rows: Mutex::new(Rows::default()),
+            horizon: timeout.as_secs() + 2,
+        }
+    }
+
+    /// Adds a worker's row for second `at`.
+    fn merge(&self, at: u64, row: &Row) {
+        let mut rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let closed = rows.closed.len() as u64;
+        if at < closed {
+            // A request that took longer than the horizon: its counts still count; the
+            // second's percentiles were taken without it.
+            if let Some(second) = usize::try_from(at)
+                .ok()
+                .and_then(|i| rows.closed.get_mut(i))
+            {
+                second.requests += row.requests;
+                second.errors += row.errors;
+                if !row.latency.is_empty() {
+                    second.max_ms = second.max_ms.max(us_to_ms(row.latency.max()));
+                }
+            }
+            return;
+        }
+        let index = usize::try_from(at - closed)
+            .unwrap_or(usize::MAX)
+            .min(1 << 20);
+        while rows.open.len() <= index {
+            rows.open.push_back(Row::new());
+        }
+        let open = &mut rows.open[index];
+        open.requests += row.requests;
+        open.errors += row.errors;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = open.latency.add(&row.latency);
+        while rows.open.len() as u64 > self.horizon + 1 {
+            let Some(oldest) = rows.open.pop_front() else {
+                break;
+            };
+            let at_s = rows.closed.len() as u64;
+            rows.closed.push(oldest.summary(at_s));
+        }
+    }
+
+    /// Every second's figures, once the workers are done.
+    fn finish(&self) -> Vec<Second> {
+        let mut rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = std::mem::take(&mut rows.closed);
+        for row in std::mem::take(&mut rows.open) {
+            let at_s = out.len() as u64;
+            out.push(row.summary(at_s));
+        }
+        out
+    }
 }
 
 struct Worker {
@@ -219,10 +374,45 @@ struct Worker {
     timeout: Duration,
     expect: Expect,
     tally: Tally,
+    /// The second this worker's latest answers finished in, not yet merged into `timeline`.
+    second: Option<(u64, Row)>,
+    timeline: Arc<Timeline>,
+    /// A chaos step's outcomes by time.
+    outcomes: Option<Arc<Outcomes>>,
 }
 
 impl Worker {
+    /// Counts one answer in its second, merging the worker's previous second first if this
+    /// one is later.
+    fn count_in_second(&mut self, since_start: Duration, latency: Duration, failed: bool) {
+        let at = since_start.as_secs();
+        self.flush_before(at);
+        let (_, row) = self.second.get_or_insert_with(|| (at, Row::new()));
+        row.requests += 1;
+        if failed {
+            row.errors += 1;
+        }
+        row.latency.saturating_record(micros(latency));
+    }
+
+    /// Merges the worker's row if it is for a second before `at`, keeping its histogram for
+    /// the next one.
+    fn flush_before(&mut self, at: u64) {
+        if let Some((second, row)) = &mut self.second
+            && *second < at
+        {
+            self.timeline.merge(*second, row);
+            row.requests = 0;
+            row.errors = 0;
+            row.latency.reset();
+            *second = at;
+        }
+    }
+
     async fn run(mut self, endpoint: Arc<Endpoint>, progress: Arc<Progress>) -> Tally {
+        // The lane's connection is opened before the first request's clock starts; a failure
+        // here is left for that request to report.
+        let _ = self.lane.connect(self.timeout).await;
         loop {
             let ticket = self.next.fetch_add(1, Ordering::Relaxed);
             if ticket >= self.calls {
@@ -244,6 +434,9 @@ impl Worker {
                     let due = self.start + Duration::from_secs_f64(ticket as f64 / rate);
                     let queued = Instant::now() >= due;
                     if !queued {
+                        // A worker that waits into a later second hands its row over first,
+                        // so a slow rate does not keep a second open for long.
+                        self.flush_before(due.saturating_duration_since(self.start).as_secs());
                         tokio::time::sleep_until(due.into()).await;
                     }
                     (Some(due), queued)
@@ -257,12 +450,13 @@ impl Worker {
             };
             let lag = due.map(|due| sent.saturating_duration_since(due));
             let failed = outcome.is_err();
-            self.tally.record(
-                finished.saturating_duration_since(from),
-                finished.saturating_duration_since(self.start),
-                lag,
-                outcome,
-            );
+            let latency = finished.saturating_duration_since(from);
+            let since_start = finished.saturating_duration_since(self.start);
+            self.count_in_second(since_start, latency, failed);
+            if let Some(outcomes) = &self.outcomes {
+                outcomes.record(since_start, !failed);
+            }
+            self.tally.record(latency, since_start, lag, outcome);
             progress.done.fetch_add(1, Ordering::Relaxed);
             if failed {
                 progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -270,6 +464,9 @@ impl Worker {
         }
         if self.tally.first_sent.is_none() {
             self.tally.first_sent = Some(self.start);
+        }
+        if let Some((second, row)) = &self.second {
+            self.timeline.merge(*second, row);
         }
         self.tally
     }
@@ -357,8 +554,6 @@ struct Tally {
     /// Failures of `contains` and of `json_path`, which count as expectation errors.
     contains_misses: u64,
     path_misses: u64,
-    /// Per second since the step started: requests, errors, latency.
-    seconds: Vec<(u64, u64, Histogram<u64>)>,
     first_sent: Option<Instant>,
     last_finished: Option<Duration>,
 }
@@ -385,7 +580,6 @@ impl Tally {
             samples: Vec::new(),
             contains_misses: 0,
             path_misses: 0,
-            seconds: Vec::new(),
             first_sent: None,
             last_finished: None,
         }
@@ -398,24 +592,13 @@ impl Tally {
         lag: Option<Duration>,
         outcome: Result<(), Failure>,
     ) {
-        let value = micros(latency);
-        self.latency.saturating_record(value);
+        self.latency.saturating_record(micros(latency));
         if let Some(lag) = lag {
             self.lag.saturating_record(micros(lag));
         }
-        let second = usize::try_from(since_start.as_secs())
-            .unwrap_or(usize::MAX)
-            .min(1 << 20);
-        while self.seconds.len() <= second {
-            self.seconds.push((0, 0, histogram(2)));
-        }
-        let row = &mut self.seconds[second];
-        row.0 += 1;
-        row.2.saturating_record(value);
         match outcome {
             Ok(()) => self.ok += 1,
             Err(failure) => {
-                row.1 += 1;
                 *self.errors.entry(failure.kind).or_default() += 1;
                 if self
                     .samples
@@ -487,15 +670,6 @@ impl Tally {
         }
         self.contains_misses += other.contains_misses;
         self.path_misses += other.path_misses;
-        for (index, (requests, errors, latency)) in other.seconds.into_iter().enumerate() {
-            while self.seconds.len() <= index {
-                self.seconds.push((0, 0, histogram(2)));
-            }
-            let row = &mut self.seconds[index];
-            row.0 += requests;
-            row.1 += errors;
-            let _ = row.2.add(&latency);
-        }
         self.first_sent = match (self.first_sent, other.first_sent) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -506,7 +680,12 @@ impl Tally {
         };
     }
 
-    fn into_report(self, step: &Step) -> StepReport {
+    fn into_report(
+        self,
+        step: &Step,
+        timeline: Vec<Second>,
+        chaos: Option<ChaosReport>,
+    ) -> StepReport {
         let requests = self.latency.len();
         let failed: u64 = self.errors.values().sum();
         let step_start = self.first_sent;
@@ -522,7 +701,15 @@ impl Tally {
             requests as f64 / elapsed.as_secs_f64()
         };
         let latency = latency_of(&self.latency);
-        let expectations = verdicts(&step.expect, &self, requests, failed, &latency);
+        let mut expectations = verdicts(&step.expect, &self, requests, failed, &latency);
+        if let Some(chaos) = &chaos {
+            // A chaos action that did not happen makes the step's figures meaningless.
+            expectations.push(Verdict {
+                expectation: format!("chaos: {} {}", chaos.action, chaos.server),
+                passed: chaos.error.is_none(),
+                detail: chaos.summary(),
+            });
+        }
         let passed = step.load.calls().is_none_or(|calls| requests == calls)
             && requests > 0
             && expectations.iter().all(|v| v.passed);
@@ -551,24 +738,9 @@ impl Tally {
             send_lag_p99_ms: (!self.lag.is_empty())
                 .then(|| us_to_ms(self.lag.value_at_quantile(0.99))),
             histogram: buckets(&self.latency),
-            timeline: self
-                .seconds
-                .iter()
-                .enumerate()
-                .map(|(at, (requests, errors, latency))| Second {
-                    at_s: at as u64,
-                    requests: *requests,
-                    errors: *errors,
-                    p50_ms: quantile_ms(latency, 0.5),
-                    p99_ms: quantile_ms(latency, 0.99),
-                    max_ms: if latency.is_empty() {
-                        0.0
-                    } else {
-                        us_to_ms(latency.max())
-                    },
-                })
-                .collect(),
+            timeline,
             expectations,
+            chaos,
             passed,
         }
     }

@@ -19,6 +19,15 @@
 //! rate = 200                            # calls per second, for `duration`
 //! duration = "10s"
 //! expect = { p99_below_ms = 5, error_rate_below = 0.001 }
+//!
+//! [steps.chaos]                         # a fault while the load runs, through a hub
+//! server = "tasks"                      # the upstream's id in the hub (default: the tool's
+//!                                       # `server__` prefix)
+//! at = "2s"                             # when into the step
+//! kill = true                           # SIGKILL its child, or inject instead:
+//! # latency_ms = 200, error_rate = 0.5, for = "3s"
+//! # hub = "http://127.0.0.1:8080"       # default: the origin of a target URL ending in /mcp
+//! # token = "..."                       # a bearer with the admin scope, if the hub has auth
 //! ```
 //!
 //! Parsing checks everything a run would trip on later (an unknown key, a zero rate, a call
@@ -91,10 +100,11 @@ impl Target {
         }))
     }
 
-    /// How the target is named in reports (no secrets: headers and environment are left out).
+    /// How the target is named in reports (no secrets: headers, environment, a URL's
+    /// user info and query are left out).
     pub fn describe(&self) -> String {
         match self {
-            Target::Server(Transport::Http { url, .. }) => url.clone(),
+            Target::Server(Transport::Http { url, .. }) => without_secrets(url),
             Target::Server(Transport::Stdio { command, args, .. }) => {
                 let mut line = command.clone();
                 for arg in args {
@@ -107,6 +117,21 @@ impl Target {
     }
 }
 
+/// `url` without its user info (`user:password@`) and query (`?token=…`).
+fn without_secrets(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
 /// One step of a suite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -114,6 +139,50 @@ pub struct Step {
     pub action: Action,
     pub load: Load,
     pub expect: Expect,
+    /// A fault brought on while the step's load runs.
+    pub chaos: Option<Chaos>,
+}
+
+/// The most latency a chaos step may inject into each call.
+pub(crate) const MAX_CHAOS_LATENCY_MS: u64 = 600_000;
+
+/// A fault a `call` step brings on while its load runs (`[steps.chaos]`), through the REST API
+/// of the hub whose gateway serves the target: `POST /api/servers/{server}/kill`, or
+/// `PUT /api/servers/{server}/fault` and, when it is over, `DELETE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chaos {
+    /// The hub's base URL (`http://host:port`); `None`: the origin of the target's URL.
+    pub hub: Option<String>,
+    /// A bearer token with the admin scope; `None`: the target's own, if any.
+    pub token: Option<String>,
+    /// The upstream's id in that hub.
+    pub server: String,
+    /// When into the step it is brought on.
+    pub at: Duration,
+    pub fault: ChaosFault,
+}
+
+/// What a chaos step does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChaosFault {
+    /// SIGKILL to the stdio upstream's child; the hub restarts it as after any crash.
+    Kill,
+    /// Every call to the upstream waits `latency_ms`, and `error_rate` of them fail, for
+    /// `lasts` (until the step ends when `None`).
+    Inject {
+        latency_ms: u64,
+        error_rate: f64,
+        lasts: Option<Duration>,
+    },
+}
+
+impl ChaosFault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChaosFault::Kill => "kill",
+            ChaosFault::Inject { .. } => "inject",
+        }
+    }
 }
 
 /// What a step's requests do.
@@ -316,17 +385,33 @@ impl Suite {
         if name.is_empty() || name.len() > 128 {
             return Err(invalid("name", "must be 1 to 128 characters"));
         }
+        // Names and targets are stored as text (PostgreSQL refuses the NUL character).
+        if name.contains('\0') {
+            return Err(invalid("name", "must not contain the NUL character"));
+        }
         let timeout = match raw.timeout {
             Some(text) => parse_duration("timeout", &text)?,
             None => DEFAULT_TIMEOUT,
         };
         let target = raw.target.into_target(base_dir)?;
+        if target.describe().contains('\0') {
+            return Err(invalid("target", "must not contain the NUL character"));
+        }
         if raw.steps.is_empty() {
             return Err(invalid("steps", "are missing; a suite needs at least one"));
         }
         let mut steps = Vec::with_capacity(raw.steps.len());
         for (index, step) in raw.steps.into_iter().enumerate() {
             let step = step.into_step(index)?;
+            if let Some(chaos) = &step.chaos
+                && chaos.hub.is_none()
+                && hub_of(&target).is_none()
+            {
+                return Err(invalid(
+                    format!("steps[{index}].chaos.hub"),
+                    "is required unless the target is a hub's /mcp URL (http://host:port/mcp)",
+                ));
+            }
             if steps.iter().any(|s: &Step| s.name == step.name) {
                 return Err(invalid(
                     format!("steps[{index}].name"),
@@ -449,6 +534,22 @@ impl RawTarget {
     }
 }
 
+/// The hub a target URL points into, when it is a hub's `/mcp`: its origin, and the target's
+/// bearer token.
+pub(crate) fn hub_of(target: &Target) -> Option<(String, Option<String>)> {
+    let Target::Server(Transport::Http {
+        url, bearer_token, ..
+    }) = target
+    else {
+        return None;
+    };
+    let rest = url.strip_prefix("http://")?;
+    let cut = rest.find('/')?;
+    let path = rest[cut..].split(['?', '#']).next().unwrap_or_default();
+    (path.trim_end_matches('/') == "/mcp")
+        .then(|| (format!("http://{}", &rest[..cut]), bearer_token.clone()))
+}
+
 /// Only plain `http://host:port/path` is spoken by the lab's client.
 pub(crate) fn check_url(url: &str) -> Result<(), SuiteError> {
     super::client::HttpTarget::parse(url)
@@ -469,6 +570,147 @@ struct RawStep {
     concurrency: Option<usize>,
     #[serde(default)]
     expect: RawExpect,
+    chaos: Option<RawChaos>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChaos {
+    hub: Option<String>,
+    token: Option<String>,
+    server: Option<String>,
+    at: Option<String>,
+    kill: Option<bool>,
+    latency_ms: Option<u64>,
+    error_rate: Option<f64>,
+    #[serde(rename = "for")]
+    lasts: Option<String>,
+}
+
+impl RawChaos {
+    /// Checks the table against its step: `tool` gives the default server, `duration` bounds
+    /// `at` and `for`.
+    fn into_chaos(self, index: usize, tool: &str, duration: Duration) -> Result<Chaos, SuiteError> {
+        let field = |name: &str| format!("steps[{index}].chaos.{name}");
+        let hub = match self.hub {
+            Some(hub) => {
+                let hub = hub.trim().trim_end_matches('/').to_owned();
+                super::client::HttpTarget::parse(&hub).map_err(|m| invalid(field("hub"), m))?;
+                Some(hub)
+            }
+            None => None,
+        };
+        let server = match self.server {
+            Some(server) if server.trim().is_empty() => {
+                return Err(invalid(field("server"), "is empty"));
+            }
+            Some(server) => {
+                crate::gateway::config::check_id(&server).map_err(|m| invalid(field("server"), m))?;
+                server
+            }
+            None => tool
+                .split_once(crate::gateway::SEPARATOR)
+                .map(|(server, _)| server.to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        field("server"),
+                        "is required (the upstream's id in the hub) unless the tool is named server__tool",
+                    )
+                })?,
+        };
+        let at = self
+            .at
+            .as_deref()
+            .ok_or_else(|| invalid(field("at"), "is required: when into the step, e.g. \"2s\""))?;
+        // The step's very start is a moment too, which durations elsewhere may not be.
+        let at = if matches!(at.trim(), "0" | "0s" | "0ms") {
+            Duration::ZERO
+        } else {
+            parse_duration(&field("at"), at)?
+        };
+        if at >= duration {
+            return Err(invalid(
+                field("at"),
+                format!(
+                    "is {} ms, not before the end of the step ({} ms)",
+                    at.as_millis(),
+                    duration.as_millis()
+                ),
+            ));
+        }
+        let injects =
+            self.latency_ms.is_some() || self.error_rate.is_some() || self.lasts.is_some();
+        let fault = match (self.kill, injects) {
+            (Some(true), true) => {
+                return Err(invalid(
+                    field("kill"),
+                    "excludes latency_ms, error_rate and for: a chaos step kills or injects, not both",
+                ));
+            }
+            (Some(true), false) => ChaosFault::Kill,
+            (_, false) => {
+                return Err(invalid(
+                    format!("steps[{index}].chaos"),
+                    "needs kill = true, or latency_ms and/or error_rate (with for)",
+                ));
+            }
+            (_, true) => {
+                let latency_ms = self.latency_ms.unwrap_or(0);
+                if latency_ms > MAX_CHAOS_LATENCY_MS {
+                    return Err(invalid(
+                        field("latency_ms"),
+                        format!("must be at most {MAX_CHAOS_LATENCY_MS}"),
+                    ));
+                }
+                let error_rate = self.error_rate.unwrap_or(0.0);
+                if !(0.0..=1.0).contains(&error_rate) {
+                    return Err(invalid(
+                        field("error_rate"),
+                        "must be from 0 to 1 (a share of calls)",
+                    ));
+                }
+                if latency_ms == 0 && error_rate == 0.0 {
+                    return Err(invalid(
+                        field("latency_ms"),
+                        "or error_rate must be above 0: the fault would do nothing",
+                    ));
+                }
+                let lasts = match self.lasts.as_deref() {
+                    Some(text) => {
+                        let lasts = parse_duration(&field("for"), text)?;
+                        if lasts.is_zero() {
+                            return Err(invalid(field("for"), "must be above 0"));
+                        }
+                        if at + lasts > duration {
+                            return Err(invalid(
+                                field("for"),
+                                format!(
+                                    "ends after the step: at + for is {} ms, the step lasts {} ms",
+                                    (at + lasts).as_millis(),
+                                    duration.as_millis()
+                                ),
+                            ));
+                        }
+                        Some(lasts)
+                    }
+                    None => None,
+                };
+                ChaosFault::Inject {
+                    latency_ms,
+                    error_rate,
+                    lasts,
+                }
+            }
+        };
+        Ok(Chaos {
+            hub,
+            token: self.token,
+            server,
+            at,
+            fault,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -572,6 +814,20 @@ impl RawStep {
             }
         };
         let expect = self.expect.into_expect(index)?;
+        let chaos = match (self.chaos, &action, load) {
+            (None, _, _) => None,
+            (
+                Some(chaos),
+                Action::Call { tool, .. },
+                Load::Rate { duration, .. } | Load::For { duration, .. },
+            ) => Some(chaos.into_chaos(index, tool, duration)?),
+            (Some(_), _, _) => {
+                return Err(invalid(
+                    field("chaos"),
+                    "goes with a call step that runs for a time (rate and duration, or duration)",
+                ));
+            }
+        };
         let name = match self.name {
             Some(name) if name.trim().is_empty() => {
                 return Err(invalid(field("name"), "is empty"));
@@ -587,6 +843,7 @@ impl RawStep {
             action,
             load,
             expect,
+            chaos,
         })
     }
 }
