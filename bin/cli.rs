@@ -55,6 +55,7 @@ pub(crate) fn auth_config(
         api_keys,
         jwt_secret,
         rate_limit: Some(rate_limit).filter(|rate| *rate > 0),
+        audience: None,
     })
 }
 

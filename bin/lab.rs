@@ -190,7 +190,7 @@ async fn draw_progress(progress: Arc<Progress>, steps: usize) {
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error worth a panic.
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
         .write_all(text.as_bytes())

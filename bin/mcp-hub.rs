@@ -3,6 +3,7 @@
 
 mod cli;
 mod lab;
+mod users;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -10,10 +11,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mcp_core::{EventBus, MemoryBus, MemoryBusConfig, RedisBus, RedisBusConfig};
 use mcp_hub::{
-    Hub, HubHttpConfig, SnapshotStore, TasksFeedConfig,
+    Hub, HubHttpConfig, TasksFeedConfig,
     gateway::Gateway,
-    lab::{Lab, store::LabStore},
-    snapshot::SqliteSnapshotStore,
+    lab::Lab,
+    login::Login,
+    snapshot::{SqliteSnapshotStore, Stores},
 };
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,11 @@ enum Command {
     Lab {
         #[command(subcommand)]
         command: lab::LabCommand,
+    },
+    /// Team login: the users of `mcp-hub serve` (login is on once there is one).
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
     },
 }
 
@@ -125,6 +132,16 @@ struct AuthArgs {
     /// Requests per second per credential (bursts of twice as many); 0 for no limit.
     #[arg(long, env = "MCP_HUB_RATE_LIMIT", default_value_t = 50)]
     rate_limit: u32,
+    /// How long an access token from /api/auth/login is valid, in seconds, up to a day (team
+    /// login is on when the database has users: `mcp-hub user add`).
+    #[arg(long, env = "MCP_HUB_ACCESS_TOKEN_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    access_token_ttl: u64,
+    /// How long a refresh token is valid, in seconds, from a minute to a year (each refresh
+    /// hands out a new one).
+    #[arg(long, env = "MCP_HUB_REFRESH_TOKEN_TTL", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    refresh_token_ttl: u64,
 }
 
 impl std::fmt::Debug for AuthArgs {
@@ -137,6 +154,8 @@ impl std::fmt::Debug for AuthArgs {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
             .finish()
     }
 }
@@ -161,6 +180,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Stdio(args) => runtime.block_on(stdio(args)),
+        Command::User { command } => runtime.block_on(users::run(command)),
         Command::Lab { command } => {
             let code = lab::run(command, &runtime)?;
             // The runtime's tasks (a stdio target's reader) end with the process.
@@ -198,17 +218,40 @@ async fn stdio(args: StdioArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let auth = cli::auth_config(
+    let mut auth = cli::auth_config(
         args.auth.api_keys_file.as_deref(),
         args.auth.api_keys.as_deref(),
         "MCP_HUB_API_KEYS",
         args.auth.jwt_secret,
         args.auth.rate_limit,
     )?;
+    let stores = open_store(args.database_url).await?;
+    // Team login is on once the database has users; it signs with JWT_SECRET when given (so
+    // tokens outlive a restart), else with a key of this process.
+    let login = if stores
+        .users
+        .users()
+        .await
+        .context("reading the hub's users")?
+        .is_empty()
+    {
+        None
+    } else {
+        let key = match &auth.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => Login::random_key()?,
+        };
+        let login = Login::new(stores.users.clone(), key).await?.with_lifetimes(
+            Duration::from_secs(args.auth.access_token_ttl),
+            Duration::from_secs(args.auth.refresh_token_ttl),
+        );
+        auth.jwt_secret = Some(login.key().to_vec());
+        Some(login)
+    };
     if !args.listen.ip().is_loopback() && !auth.is_enabled() {
         bail!(
-            "refusing to listen on {} without authentication: pass --api-keys-file or set \
-             JWT_SECRET, or listen on 127.0.0.1",
+            "refusing to listen on {} without authentication: add a user (`mcp-hub user add`), \
+             pass --api-keys-file or set JWT_SECRET, or listen on 127.0.0.1",
             args.listen
         );
     }
@@ -216,6 +259,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(
             api_keys = auth.api_keys.len(),
             jwt = auth.jwt_secret.is_some(),
+            login = login.is_some(),
             rate_limit = ?auth.rate_limit,
             "authentication on"
         );
@@ -230,7 +274,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = cli::shutdown_signal();
     let gateway = args.config.map(start_gateway).transpose()?;
-    let (store, lab_store) = open_store(args.database_url).await?;
+    let Stores {
+        snapshots: store,
+        lab: lab_store,
+        ..
+    } = stores;
     let bus: Arc<dyn EventBus> = match args.redis_url {
         Some(url) => {
             tracing::info!(redis = %cli::redact(&url), "sharing live updates through Redis Streams");
@@ -279,6 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         gateway: gateway.clone(),
         lab: Some(lab),
+        login,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -294,28 +343,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The hub's store, as the snapshots' and as the lab's.
-async fn open_store(
-    database_url: Option<String>,
-) -> anyhow::Result<(Arc<dyn SnapshotStore>, Arc<dyn LabStore>)> {
+/// The hub's store, in all its roles.
+async fn open_store(database_url: Option<String>) -> anyhow::Result<Stores> {
     if let Some(url) = database_url {
         tracing::info!(database = %cli::redact(&url), "opening database");
-        return mcp_hub::snapshot::connect_with_lab(&url)
+        return mcp_hub::snapshot::open(&url)
             .await
             .with_context(|| format!("opening {}", cli::redact(&url)));
     }
     // An MCP client or a service manager starts the hub from an unpredictable working
     // directory, so the default must not depend on it.
-    let dir = dirs::data_dir()
-        .context("no data directory for this user; pass --database-url")?
-        .join("switchboard");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("hub.db");
+    let path = users::default_database()?;
     tracing::info!(database = %path.display(), "opening the default SQLite database");
-    let store = Arc::new(
-        SqliteSnapshotStore::open(&path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?,
-    );
-    Ok((store.clone(), store))
+    let store = SqliteSnapshotStore::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(Stores::of(store))
 }

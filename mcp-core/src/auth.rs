@@ -47,6 +47,17 @@ pub enum Scope {
     Admin,
 }
 
+impl Scope {
+    /// As a token's `scope` claim and the API say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
 impl std::str::FromStr for Scope {
     type Err = AuthError;
 
@@ -136,6 +147,10 @@ pub struct AuthConfig {
     /// Requests per second each credential may make (burst of twice as many); `None` for no
     /// limit.
     pub rate_limit: Option<u32>,
+    /// The `aud` a JWT must name when it names one: a token minted for one service (the
+    /// hub's login says `aud: "mcp-hub"`) is refused by another sharing its secret. Tokens
+    /// without `aud` are accepted by every service.
+    pub audience: Option<String>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -147,6 +162,7 @@ impl std::fmt::Debug for AuthConfig {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -249,7 +265,9 @@ impl Gate {
             });
         }
         match &self.config.jwt_secret {
-            Some(secret) if token.matches('.').count() == 2 => verify_jwt(token, secret),
+            Some(secret) if token.matches('.').count() == 2 => {
+                verify_jwt(token, secret, self.config.audience.as_deref())
+            }
             _ => Err(unauthorized("the credential is not valid")),
         }
     }
@@ -279,8 +297,49 @@ impl Gate {
         )
     }
 
-    /// Counts a failed attempt from `client`.
-    fn failed(&self, client: IpAddr) {
+    /// Whether `client` may try to authenticate now, for a service checking credentials of its
+    /// own (a login form): the same per-address limit as failed tokens, so guessing passwords
+    /// and guessing keys share one budget. `Some(429)` to answer when it may not; call
+    /// [`Gate::failed`] when the attempt fails.
+    pub fn limit_attempt(&self, client: Option<IpAddr>) -> Option<Response> {
+        let client = client.filter(|_| self.config.is_enabled())?;
+        self.may_try(client)
+            .err()
+            .map(|wait| too_many(wait, "too many failed authentication attempts"))
+    }
+
+    /// Like [`Gate::limit_attempt`], but the attempt is counted at once: for a check that is
+    /// costly in itself (a password hash), so parallel attempts cannot all pass the limit
+    /// before the first has failed. [`Gate::forgive`] gives it back when it succeeds.
+    pub fn spend_attempt(&self, client: Option<IpAddr>) -> Option<Response> {
+        let client = client.filter(|_| self.config.is_enabled())?;
+        take(
+            &self.failures,
+            &failure_key(client),
+            failure_rate(),
+            FAILURE_BURST,
+            1.0,
+        )
+        .err()
+        .map(|wait| too_many(wait, "too many authentication attempts"))
+    }
+
+    /// Gives back an attempt [`Gate::spend_attempt`] counted, once it succeeded.
+    pub fn forgive(&self, client: Option<IpAddr>) {
+        let Some(client) = client.filter(|_| self.config.is_enabled()) else {
+            return;
+        };
+        let mut buckets = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bucket) = buckets.get_mut(&failure_key(client)) {
+            bucket.tokens = (bucket.tokens + 1.0).min(FAILURE_BURST);
+        }
+    }
+
+    /// Counts a failed attempt from `client` (see [`Gate::limit_attempt`]).
+    pub fn failed(&self, client: IpAddr) {
         let _ = take(
             &self.failures,
             &failure_key(client),
@@ -381,7 +440,11 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiError> {
+fn verify_jwt(
+    token: &str,
+    secret: &[u8],
+    audience: Option<&str>,
+) -> std::result::Result<Principal, ApiError> {
     let invalid = || unauthorized("the token is not valid");
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
@@ -415,6 +478,16 @@ fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiE
     {
         return Err(unauthorized("the token is not valid yet"));
     }
+    if let Some(aud) = claims.get("aud") {
+        let names = |wanted: &str| match aud {
+            serde_json::Value::String(one) => one == wanted,
+            serde_json::Value::Array(many) => many.iter().any(|a| a.as_str() == Some(wanted)),
+            _ => false,
+        };
+        if !audience.is_some_and(names) {
+            return Err(unauthorized("the token is for another service (its aud)"));
+        }
+    }
     let scope = claims
         .get("scope")
         .and_then(|scope| scope.as_str())
@@ -437,6 +510,34 @@ fn verify_jwt(token: &str, secret: &[u8]) -> std::result::Result<Principal, ApiE
         name: format!("jwt:{subject}"),
         scope,
     })
+}
+
+/// An HS256 JWT for `subject` with `scope`, valid for `ttl` from now (`iat`, `exp`, and any
+/// `extra` claims): what [`Gate`] accepts when it holds the same `secret`.
+pub fn issue_jwt(
+    secret: &[u8],
+    subject: &str,
+    scope: Scope,
+    ttl: Duration,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = extra;
+    claims.insert("sub".into(), subject.into());
+    claims.insert("scope".into(), scope.as_str().into());
+    claims.insert("iat".into(), now.into());
+    let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+    claims.insert("exp".into(), now.saturating_add(ttl).into());
+    let header = engine.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = engine.encode(serde_json::Value::Object(claims).to_string());
+    let signing_input = format!("{header}.{payload}");
+    // HMAC takes a key of any length, so this cannot fail.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+    mac.update(signing_input.as_bytes());
+    let signature = engine.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{signature}")
 }
 
 /// The `access_token` query parameter of a `GET`: browsers cannot set headers on WebSocket or
@@ -566,6 +667,50 @@ mod tests {
         }
         let buckets = gate.failures.lock().unwrap().len();
         assert!(buckets <= MAX_BUCKETS, "{buckets} buckets");
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_expire() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let token = issue_jwt(
+            secret,
+            "alice",
+            Scope::Write,
+            Duration::from_secs(60),
+            serde_json::Map::new(),
+        );
+        let principal = verify_jwt(&token, secret, None).unwrap();
+        assert_eq!(
+            (principal.name.as_str(), principal.scope),
+            ("jwt:alice", Scope::Write)
+        );
+        assert!(verify_jwt(&token, b"another secret of 32 bytes......", None).is_err());
+        let expired = issue_jwt(
+            secret,
+            "alice",
+            Scope::Read,
+            Duration::ZERO,
+            serde_json::Map::new(),
+        );
+        let error = verify_jwt(&expired, secret, None).unwrap_err();
+        assert!(format!("{error:?}").contains("expired"), "{error:?}");
+        // A token for one service is refused by another that shares the secret.
+        let mut extra = serde_json::Map::new();
+        extra.insert("aud".into(), "mcp-hub".into());
+        let hub = issue_jwt(
+            secret,
+            "alice",
+            Scope::Admin,
+            Duration::from_secs(60),
+            extra,
+        );
+        assert!(verify_jwt(&hub, secret, Some("mcp-hub")).is_ok());
+        assert!(verify_jwt(&hub, secret, None).is_err());
+        assert!(verify_jwt(&hub, secret, Some("mcp-tasks")).is_err());
+        assert!(
+            verify_jwt(&token, secret, Some("mcp-hub")).is_ok(),
+            "no aud: for anyone"
+        );
     }
 
     #[test]

@@ -19,8 +19,14 @@ pub enum Error {
     /// Too many pushes are waiting already; the client should retry shortly.
     #[error("the hub is busy with other pushes; retry shortly")]
     Busy,
+    /// Too many logins are being checked at once; the client should retry shortly.
+    #[error("the hub is busy checking other logins; retry shortly")]
+    LoginsBusy,
     #[error("no {what} found")]
     NotFound { what: String },
+    /// Credentials that are wrong, expired or revoked.
+    #[error("{message}")]
+    Unauthorized { message: String },
     /// The request clashes with the current state (a name taken, a run already going).
     #[error("{message}")]
     Conflict { message: String },

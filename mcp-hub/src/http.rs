@@ -54,6 +54,10 @@ pub struct HubHttpConfig {
     /// The reliability lab: with it, the hub serves `/api/lab` (suites, runs, reports), and
     /// `serve_hub` runs suites on their interval.
     pub lab: Option<crate::lab::Lab>,
+    /// Team login: with it, `/api/auth/login` hands out access tokens signed with its key,
+    /// which the gate then accepts (it replaces `auth.jwt_secret`, so give the same key to
+    /// keep accepting tokens signed elsewhere).
+    pub login: Option<crate::login::Login>,
 }
 
 impl Default for HubHttpConfig {
@@ -66,23 +70,32 @@ impl Default for HubHttpConfig {
             tasks_feed: None,
             gateway: None,
             lab: None,
+            login: None,
         }
     }
 }
 
-/// Reading needs `read`; pushing needs `write`; starting, stopping and restarting upstreams
-/// and reading the audit log need `admin`. Tool calls (MCP at `/mcp`, REST at
+/// Reading needs `read`; pushing and starting a lab run need `write`; starting, stopping and
+/// restarting upstreams, changing lab suites, managing users and reading the audit log need
+/// `admin`. Tool calls (MCP at `/mcp`, REST at
 /// `/api/tools/{name}/execute`) need `read` here: the gateway's access rules decide each call
 /// (without a rule, calling needs `write`).
 fn required_scope(method: &Method, path: &str) -> Scope {
     let is_control = path.starts_with("/api/servers/")
-        && ["/start", "/stop", "/restart"]
+        && ["/start", "/stop", "/restart", "/kill", "/fault"]
             .iter()
             .any(|a| path.ends_with(a));
-    // A lab suite may start a command: changing suites and starting runs is the admin's.
+    // A lab suite may start a command: changing suites is the admin's; running a suite an
+    // admin defined is an operator's.
     let is_lab_change = path.starts_with("/api/lab/")
-        && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if path == "/api/audit" || (is_control && *method == Method::POST) || is_lab_change {
+        && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && path != "/api/lab/runs";
+    let is_users = path == "/api/users" || path.starts_with("/api/users/");
+    if path == "/api/audit"
+        || (is_control && matches!(*method, Method::POST | Method::PUT | Method::DELETE))
+        || is_lab_change
+        || is_users
+    {
         return Scope::Admin;
     }
     if path == "/mcp"
@@ -106,7 +119,16 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
         &["/healthz", "/readyz", "/metrics"],
     );
     let metrics = Arc::new(HttpMetrics::default());
-    let mut protected = Router::new().merge(rest::routes()).merge(live::routes());
+    let mut auth = config.auth.clone();
+    if let Some(login) = &config.login {
+        auth.jwt_secret = Some(login.key().to_vec());
+        auth.audience = Some(crate::login::AUDIENCE.to_owned());
+    }
+    let gate = Gate::new(auth, required_scope);
+    let mut protected = Router::new()
+        .merge(rest::routes())
+        .merge(live::routes())
+        .merge(crate::login::rest::routes(config.login.clone()));
     if let Some(gateway) = &config.gateway {
         // rmcp keeps its Host check. Origin is checked in front of it by `check_origin`, with
         // the rules of the rest of the API, which admit the hub's own page: rmcp cannot know
@@ -129,7 +151,8 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
     if let Some(lab) = &config.lab {
         protected = protected
             .merge(crate::lab::rest::routes())
-            .layer(Extension(lab.clone()));
+            .layer(Extension(lab.clone()))
+            .layer(Extension(gateway::rest::StreamShutdown(shutdown.clone())));
     }
     let protected = protected
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -138,11 +161,9 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
         .layer(Extension(PageConfig {
             tasks: config.tasks_feed.is_some(),
             gateway: config.gateway.is_some(),
+            lab: config.lab.is_some(),
         }))
-        .layer(middleware::from_fn_with_state(
-            Gate::new(config.auth.clone(), required_scope),
-            auth::guard,
-        ));
+        .layer(middleware::from_fn_with_state(gate.clone(), auth::guard));
     let scrape = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state((metrics.clone(), hub.clone()));
@@ -150,6 +171,7 @@ pub fn hub_router(hub: Arc<Hub>, config: &HubHttpConfig, shutdown: CancellationT
         .route("/", get(web::page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .merge(crate::login::rest::open_routes(config.login.clone(), gate))
         .merge(protected)
         .with_state(hub)
         .merge(scrape)

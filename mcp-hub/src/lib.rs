@@ -10,6 +10,7 @@ mod http;
 mod hub;
 pub mod lab;
 mod live;
+pub mod login;
 mod rest;
 pub mod snapshot;
 mod tasks_feed;

@@ -34,6 +34,8 @@ pub(crate) struct PageConfig {
     pub(crate) tasks: bool,
     /// Whether the MCP gateway runs (the page then shows its servers, tools and logs).
     pub(crate) gateway: bool,
+    /// Whether the reliability lab runs (the page then shows its runs, scores and alerts).
+    pub(crate) lab: bool,
 }
 
 pub(crate) fn routes() -> Router<Arc<Hub>> {
@@ -61,7 +63,12 @@ impl From<Error> for ApiError {
             }
             Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Error::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            Error::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
+            Error::Unauthorized { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            Error::Busy | Error::LoginsBusy => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            }
             Error::TooManySnapshots { limit } => {
                 ApiError::new(StatusCode::CONFLICT, "snapshot_limit", message)
                     .with_details(json!({ "limit": limit }))
@@ -171,7 +178,7 @@ async fn overview(
     let config = config.map(|Extension(config)| config).unwrap_or_default();
     Ok(Json(json!({
         "snapshots": snapshots,
-        "config": { "tasks": config.tasks, "gateway": config.gateway },
+        "config": { "tasks": config.tasks, "gateway": config.gateway, "lab": config.lab },
     })))
 }
 

@@ -18,7 +18,7 @@ pub use memory::MemorySnapshotStore;
 pub use postgres::PostgresSnapshotStore;
 pub use sqlite::SqliteSnapshotStore;
 
-use crate::{Error, Result, lab::store::LabStore};
+use crate::{Error, Result, lab::store::LabStore, login::UserStore};
 
 /// How long an idempotency key is remembered: a push retried later than this is applied again.
 pub const IDEMPOTENCY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -122,16 +122,49 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn SnapshotStore>> {
 pub async fn connect_with_lab(
     database_url: &str,
 ) -> Result<(Arc<dyn SnapshotStore>, Arc<dyn LabStore>)> {
-    fn both<T: SnapshotStore + LabStore>(store: T) -> (Arc<dyn SnapshotStore>, Arc<dyn LabStore>) {
-        let store = Arc::new(store);
-        (store.clone(), store)
+    let stores = open(database_url).await?;
+    Ok((stores.snapshots, stores.lab))
+}
+
+/// The hub's one database in each of its roles: snapshots, the lab's suites and runs, and the
+/// users of team login.
+#[derive(Clone)]
+pub struct Stores {
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub lab: Arc<dyn LabStore>,
+    pub users: Arc<dyn UserStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
     }
+}
+
+impl Stores {
+    /// One store in every role.
+    pub fn of<T: SnapshotStore + LabStore + UserStore>(store: T) -> Stores {
+        let store = Arc::new(store);
+        Stores {
+            snapshots: store.clone(),
+            lab: store.clone(),
+            users: store,
+        }
+    }
+}
+
+/// Opens the store a database URL names (as [`connect`]) in all its roles.
+pub async fn open(database_url: &str) -> Result<Stores> {
     if database_url == "memory:" {
-        Ok(both(MemorySnapshotStore::default()))
+        Ok(Stores::of(MemorySnapshotStore::default()))
     } else if database_url.starts_with("sqlite:") {
-        Ok(both(SqliteSnapshotStore::connect(database_url).await?))
+        Ok(Stores::of(
+            SqliteSnapshotStore::connect(database_url).await?,
+        ))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        Ok(both(PostgresSnapshotStore::connect(database_url).await?))
+        Ok(Stores::of(
+            PostgresSnapshotStore::connect(database_url).await?,
+        ))
     } else {
         Err(Error::Invalid {
             field: "database url",

@@ -1,4 +1,5 @@
-//! One contract for every `SnapshotStore` (and the `LabStore` the same stores are): memory,
+//! One contract for every `SnapshotStore` (and the `LabStore` and `UserStore` the same stores
+//! are): memory,
 //! SQLite, and PostgreSQL when
 //! `TEST_DATABASE_URL` is set (`.ci/run` always sets it; under `CI` a missing database fails
 //! instead of skipping). Each PostgreSQL test runs in a schema of its own.
@@ -12,6 +13,7 @@ use mcp_hub::lab::{
     RunReport, SessionReport,
     store::{LabStore, NewRun, NewSuite, RunQuery},
 };
+use mcp_hub::login::{Role, UserChange, UserStore};
 use mcp_hub::snapshot::{
     MemorySnapshotStore, NewSnapshot, PostgresSnapshotStore, Put, SnapshotQuery,
     SqliteSnapshotStore,
@@ -25,6 +27,8 @@ struct Harness {
     stores: Vec<(&'static str, Arc<dyn SnapshotStore>)>,
     /// The same stores, as the lab's.
     labs: Vec<(&'static str, Arc<dyn LabStore>)>,
+    /// And as the users'.
+    users: Vec<(&'static str, Arc<dyn UserStore>)>,
     _dir: tempfile::TempDir,
     pg_schema: Option<String>,
 }
@@ -40,6 +44,8 @@ impl Harness {
         let mut stores: Vec<(&'static str, Arc<dyn SnapshotStore>)> =
             vec![("memory", memory.clone()), ("sqlite", sqlite.clone())];
         let mut labs: Vec<(&'static str, Arc<dyn LabStore>)> =
+            vec![("memory", memory.clone()), ("sqlite", sqlite.clone())];
+        let mut users: Vec<(&'static str, Arc<dyn UserStore>)> =
             vec![("memory", memory), ("sqlite", sqlite)];
         let mut pg_schema = None;
         match std::env::var("TEST_DATABASE_URL") {
@@ -57,7 +63,8 @@ impl Harness {
                     .expect("open the PostgreSQL store");
                 let store = Arc::new(store);
                 stores.push(("postgres", store.clone()));
-                labs.push(("postgres", store));
+                labs.push(("postgres", store.clone()));
+                users.push(("postgres", store));
                 pg_schema = Some(schema);
             }
             Err(_) => {
@@ -71,6 +78,7 @@ impl Harness {
         Self {
             stores,
             labs,
+            users,
             _dir: dir,
             pg_schema,
         }
@@ -592,6 +600,150 @@ async fn lab_suites_and_runs_are_kept_and_listed_newest_first() {
                 .unwrap()
                 .is_empty()
         );
+    }
+    harness.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_refresh_tokens_are_kept_and_revoked() {
+    use chrono::{Duration, Utc};
+    let harness = Harness::new().await;
+    for (name, store) in &harness.users {
+        let alice = store
+            .create_user("alice", Role::Admin, "$argon2id$hash-a")
+            .await
+            .unwrap();
+        assert_eq!(
+            (alice.username.as_str(), alice.role),
+            ("alice", Role::Admin)
+        );
+        store
+            .create_user("bob", Role::Viewer, "$argon2id$hash-b")
+            .await
+            .unwrap();
+        let taken = store.create_user("alice", Role::Viewer, "x").await;
+        assert!(
+            matches!(taken, Err(mcp_hub::Error::Conflict { .. })),
+            "{name}: {taken:?}"
+        );
+        let read = store.user("alice").await.unwrap().unwrap();
+        assert_eq!(read.user, alice, "{name}: reads back as returned");
+        assert_eq!(read.password_hash, "$argon2id$hash-a");
+        assert!(store.user("carol").await.unwrap().is_none());
+        let names: Vec<String> = store
+            .users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(names, ["alice", "bob"], "{name}");
+
+        // Refresh tokens work once; an unknown one is none; one for nobody is refused.
+        let later = Utc::now() + Duration::hours(1);
+        store
+            .insert_refresh_token("d1", "alice", later)
+            .await
+            .unwrap();
+        store
+            .insert_refresh_token("d2", "alice", later)
+            .await
+            .unwrap();
+        store
+            .insert_refresh_token("d3", "bob", later)
+            .await
+            .unwrap();
+        let taken = store.take_refresh_token("d1").await.unwrap().unwrap();
+        assert_eq!(taken.0, "alice", "{name}");
+        assert!((taken.1 - later).num_milliseconds().abs() < 1, "{name}");
+        assert!(
+            store.take_refresh_token("d1").await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(store.take_refresh_token("nope").await.unwrap().is_none());
+        assert!(
+            store
+                .insert_refresh_token("d4", "carol", later)
+                .await
+                .is_err(),
+            "{name}: a token for no user"
+        );
+
+        // A role change keeps tokens; a password change revokes them.
+        let bob = store
+            .update_user(
+                "bob",
+                UserChange {
+                    role: Some(Role::Operator),
+                    password_hash: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(bob.role, Role::Operator);
+        let kept = store.take_refresh_token("d3").await.unwrap();
+        assert_eq!(
+            kept.map(|k| k.0).as_deref(),
+            Some("bob"),
+            "{name}: a role change keeps tokens"
+        );
+        store
+            .insert_refresh_token("d3", "bob", later)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user("bob").await.unwrap().unwrap().password_hash,
+            "$argon2id$hash-b"
+        );
+        store
+            .update_user(
+                "alice",
+                UserChange {
+                    role: None,
+                    password_hash: Some("$argon2id$hash-a2".into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            store.take_refresh_token("d2").await.unwrap().is_none(),
+            "{name}: revoked"
+        );
+        let missing = store.update_user("carol", UserChange::default()).await;
+        assert!(
+            matches!(missing, Err(mcp_hub::Error::NotFound { .. })),
+            "{name}"
+        );
+
+        // Removing a user removes their tokens.
+        assert!(store.delete_user("bob").await.unwrap());
+        assert!(!store.delete_user("bob").await.unwrap());
+        assert!(
+            store.take_refresh_token("d3").await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(store.user("bob").await.unwrap().is_none());
+    }
+    harness.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_quoting_a_nul_character_is_stored() {
+    let harness = Harness::new().await;
+    for (name, store) in &harness.labs {
+        let mut run = report("nul", 0, false);
+        run.session.error = Some("the server said \u{0}boom".into());
+        let summary = store
+            .insert_run(NewRun {
+                suite_id: None,
+                report: run,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stored = store.run(&summary.id).await.unwrap().unwrap();
+        let error = stored.report.session.error.unwrap();
+        assert!(error.ends_with("boom"), "{name}: {error:?}");
+        assert!(error.contains("said"), "{name}: {error:?}");
     }
     harness.drop_schema().await;
 }

@@ -1,6 +1,8 @@
-//! The lab's REST API under `/api/lab`: suites (CRUD), runs (start, list, detail) and each
-//! run's report as JSON or HTML. Reading needs `read`; anything that changes suites or starts
-//! runs needs `admin`, since a suite may start a command.
+//! The lab's REST API under `/api/lab`: suites (CRUD), runs (start, list, detail), each run's
+//! report as JSON or HTML, and the overview the dashboard page draws (recent runs, a
+//! reliability score per server, alerts). Reading needs `read` (suite definitions, which may
+//! hold tokens and environment, are shown to admins only); starting a run needs `write`;
+//! changing suites needs `admin`, since a suite may start a command.
 
 use std::time::Duration;
 
@@ -11,13 +13,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use mcp_core::http::{ApiError, ApiJson, ApiQuery};
+use mcp_core::{
+    auth::{Principal, Scope},
+    http::{ApiError, ApiJson, ApiQuery},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Lab,
-    store::{MAX_RUNS_LISTED, NewSuite, RunQuery},
+    Lab, Suite,
+    store::{MAX_RUNS_LISTED, NewSuite, RunQuery, RunSummary, StoredSuite},
 };
 use crate::Error;
 
@@ -30,6 +35,8 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/api/lab/suites/{id}",
             get(suite).put(update_suite).delete(delete_suite),
         )
+        .route("/api/lab/overview", get(overview))
+        .route("/api/lab/stream", get(stream))
         .route("/api/lab/runs", get(list_runs).post(start_run))
         .route("/api/lab/runs/{id}", get(run))
         .route("/api/lab/runs/{id}/{file}", get(report))
@@ -53,18 +60,146 @@ impl From<SuiteBody> for NewSuite {
     }
 }
 
-async fn list_suites(Extension(lab): Extension<Lab>) -> Result<Json<Value>, ApiError> {
+/// Whether the caller may see suite definitions: an admin, or anyone when auth is off.
+fn sees_definitions(principal: Option<&Extension<Principal>>) -> bool {
+    principal.is_none_or(|Extension(p)| p.scope >= Scope::Admin)
+}
+
+/// A stored suite as the API shows it: with whether it runs now, its target (without
+/// secrets), and its definition for admins only.
+fn suite_json(lab: &Lab, suite: &StoredSuite, full: bool) -> Value {
+    let mut value = json!(suite);
+    value["running"] = json!(lab.is_running(&suite.id));
+    value["target"] = match Suite::parse(&suite.definition, std::path::Path::new(".")) {
+        Ok(parsed) => json!(parsed.target.describe()),
+        Err(_) => Value::Null,
+    };
+    if !full {
+        value["definition"] = Value::Null;
+        value["definition_hidden"] = json!(true);
+    }
+    value
+}
+
+async fn list_suites(
+    Extension(lab): Extension<Lab>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Json<Value>, ApiError> {
+    let full = sees_definitions(principal.as_ref());
     let suites = lab.store().suites().await.map_err(ApiError::from)?;
-    let suites: Vec<Value> = suites
-        .into_iter()
-        .map(|s| {
-            let running = lab.is_running(&s.id);
-            let mut value = json!(s);
-            value["running"] = json!(running);
+    let suites: Vec<Value> = suites.iter().map(|s| suite_json(&lab, s, full)).collect();
+    Ok(Json(json!({ "suites": suites })))
+}
+
+/// The lab's events as Server-Sent Events: `probe_result` after every run, `system_alert`
+/// after every failed one (the page reloads its overview on each).
+async fn stream(
+    Extension(lab): Extension<Lab>,
+    shutdown: Option<Extension<crate::gateway::rest::StreamShutdown>>,
+) -> Result<Response, ApiError> {
+    let Some(bus) = lab.events() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_events",
+            "this hub's lab announces no events",
+        ));
+    };
+    let subscription = bus
+        .subscribe(mcp_core::EventFilter::all().topic(super::LAB_TOPIC), None)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    Ok(crate::gateway::rest::stream_events(
+        subscription,
+        Vec::new(),
+        shutdown,
+        |_| true,
+    ))
+}
+
+/// Runs of one target the reliability score looks back on.
+const SCORE_WINDOW: usize = 20;
+/// Runs the overview reads; alerts shown at most.
+const OVERVIEW_RUNS: u32 = 200;
+const OVERVIEW_ALERTS: usize = 10;
+const OVERVIEW_RECENT: usize = 20;
+
+/// What the dashboard page shows of the lab: each suite with its last run, a reliability score
+/// per server (the share of its last 20 runs that passed, in percent), the recent runs, and the
+/// alerts (recent failed runs, newest first, each with what failed).
+async fn overview(
+    Extension(lab): Extension<Lab>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Json<Value>, ApiError> {
+    let full = sees_definitions(principal.as_ref());
+    let store = lab.store();
+    let runs = store
+        .runs(RunQuery {
+            suite_id: None,
+            limit: OVERVIEW_RUNS,
+        })
+        .await?;
+    let suites: Vec<Value> = store
+        .suites()
+        .await?
+        .iter()
+        .map(|suite| {
+            let mut value = suite_json(&lab, suite, full);
+            value["last_run"] = json!(
+                runs.iter()
+                    .find(|r| r.suite_id.as_deref() == Some(&suite.id))
+            );
             value
         })
         .collect();
-    Ok(Json(json!({ "suites": suites })))
+    // Newest first, so each target's first entries are its latest runs.
+    let mut servers: Vec<(String, Vec<&RunSummary>)> = Vec::new();
+    for run in &runs {
+        match servers.iter_mut().find(|(target, _)| *target == run.target) {
+            Some((_, list)) if list.len() < SCORE_WINDOW => list.push(run),
+            Some(_) => {}
+            None => servers.push((run.target.clone(), vec![run])),
+        }
+    }
+    let servers: Vec<Value> = servers
+        .iter()
+        .map(|(target, list)| {
+            let passed = list.iter().filter(|r| r.passed).count();
+            #[allow(clippy::cast_precision_loss)] // at most SCORE_WINDOW runs
+            let score = (passed as f64 * 1000.0 / list.len() as f64).round() / 10.0;
+            json!({
+                "target": target,
+                "runs": list.len(),
+                "passed": passed,
+                "score": score,
+                "last_run_at": list.first().map(|r| r.started_at),
+                "last_passed": list.first().map(|r| r.passed),
+                "suites": list.iter().map(|r| r.suite.as_str()).collect::<std::collections::BTreeSet<_>>(),
+            })
+        })
+        .collect();
+    let mut alerts = Vec::new();
+    for run in runs.iter().filter(|r| !r.passed).take(OVERVIEW_ALERTS) {
+        let message = match store.run(&run.id).await? {
+            Some(stored) => super::service::failure_text(&stored.report),
+            None => format!("suite {} failed", run.suite),
+        };
+        alerts.push(json!({
+            "run_id": run.id,
+            "suite": run.suite,
+            "suite_id": run.suite_id,
+            "target": run.target,
+            "started_at": run.started_at,
+            "message": message,
+        }));
+    }
+    let recent: Vec<&RunSummary> = runs.iter().take(OVERVIEW_RECENT).collect();
+    Ok(Json(json!({
+        "suites": suites,
+        "servers": servers,
+        "recent_runs": recent,
+        "alerts": alerts,
+        "score_window": SCORE_WINDOW,
+    })))
 }
 
 async fn create_suite(
@@ -77,6 +212,7 @@ async fn create_suite(
 
 async fn suite(
     Extension(lab): Extension<Lab>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let stored = lab
@@ -86,9 +222,11 @@ async fn suite(
         .ok_or_else(|| Error::NotFound {
             what: format!("suite {id}"),
         })?;
-    let mut value = json!(stored);
-    value["running"] = json!(lab.is_running(&id));
-    Ok(Json(value))
+    Ok(Json(suite_json(
+        &lab,
+        &stored,
+        sees_definitions(principal.as_ref()),
+    )))
 }
 
 async fn update_suite(

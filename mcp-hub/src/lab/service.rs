@@ -3,7 +3,7 @@
 //! `probe_result` for every run, `system_alert` for every run that failed (one per run).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, OnceLock, PoisonError},
     time::Duration,
 };
@@ -39,6 +39,9 @@ struct Inner {
     alerts: OnceLock<Arc<dyn Sink>>,
     /// Ids of the suites running now.
     running: Mutex<HashSet<String>>,
+    /// When the scheduler last started each suite: a run that could not be stored must not
+    /// make the suite due again at every tick.
+    scheduled: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -71,6 +74,7 @@ impl Lab {
                 events: OnceLock::new(),
                 alerts: OnceLock::new(),
                 running: Mutex::new(HashSet::new()),
+                scheduled: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -92,6 +96,11 @@ impl Lab {
 
     pub fn store(&self) -> &Arc<dyn LabStore> {
         &self.inner.store
+    }
+
+    /// The bus the lab announces on, once given.
+    pub(crate) fn events(&self) -> Option<&Arc<dyn EventBus>> {
+        self.inner.events.get()
     }
 
     /// Whether the suite is running now.
@@ -261,7 +270,13 @@ impl Lab {
 
     async fn start_due(&self) -> Result<()> {
         let now = chrono::Utc::now();
-        for suite in self.inner.store.suites().await? {
+        let suites = self.inner.store.suites().await?;
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| suites.iter().any(|s| &s.id == id));
+        for suite in suites {
             let Some(interval) = suite.interval else {
                 continue;
             };
@@ -277,15 +292,32 @@ impl Lab {
                 })
                 .await?;
             let interval = chrono::TimeDelta::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+            let started_here = self
+                .inner
+                .scheduled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&suite.id)
+                .copied();
             let due = last
                 .first()
-                .is_none_or(|run| run.started_at + interval <= now);
+                .map(|run| run.started_at)
+                .into_iter()
+                .chain(started_here)
+                .all(|started| started + interval <= now);
             if !due {
                 continue;
             }
             match self.start(&suite.id).await {
-                // Started, or started meanwhile by someone else.
-                Ok(()) | Err(Error::Conflict { .. }) => {}
+                Ok(()) => {
+                    self.inner
+                        .scheduled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(suite.id.clone(), now);
+                }
+                // Started meanwhile by someone else.
+                Err(Error::Conflict { .. }) => {}
                 Err(error) => {
                     tracing::warn!(suite = %suite.name, %error, "a scheduled lab run could not start");
                 }
@@ -296,7 +328,7 @@ impl Lab {
 }
 
 /// What failed in a run, in a line.
-fn failure_text(report: &RunReport) -> String {
+pub(crate) fn failure_text(report: &RunReport) -> String {
     if let Some(error) = &report.session.error {
         return format!("suite {}: the session failed: {error}", report.suite);
     }

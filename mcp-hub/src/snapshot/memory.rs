@@ -23,6 +23,8 @@ pub struct MemorySnapshotStore {
     state: Mutex<State>,
     /// The lab's suites and runs (`LabStore`).
     pub(crate) lab: crate::lab::store::LabTables,
+    /// Users and refresh tokens (`UserStore`).
+    pub(crate) users: crate::login::UserTables,
 }
 
 #[derive(Debug, Default)]

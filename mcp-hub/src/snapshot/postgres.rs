@@ -44,6 +44,13 @@ fn migrator() -> Migrator {
             SqlStr::from_static(include_str!("../../migrations/postgres/0002_lab.sql")),
             false,
         ),
+        Migration::new(
+            3,
+            "users".into(),
+            MigrationType::Simple,
+            SqlStr::from_static(include_str!("../../migrations/postgres/0003_users.sql")),
+            false,
+        ),
     ]);
     // The task service keeps its migrations in `_sqlx_migrations`; with their own table, both
     // can share a database without mistaking each other's versions.

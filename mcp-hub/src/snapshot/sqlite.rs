@@ -24,6 +24,7 @@ use crate::{Error, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_lab.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_users.sql")),
 ];
 
 const COLUMNS: &str = "SELECT channel, repository, title, data, actor, updated_at, revision, event_id FROM hub_snapshots";

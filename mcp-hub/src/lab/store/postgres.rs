@@ -50,6 +50,32 @@ fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
+/// The report as JSON PostgreSQL's `jsonb` takes: it refuses the NUL character, which a
+/// server's answers (quoted in error samples) may hold, so each becomes U+FFFD.
+fn storable(report: &RunReport) -> Result<serde_json::Value> {
+    fn clean(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) if text.contains('\0') => {
+                *text = text.replace('\0', "\u{FFFD}");
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean),
+            serde_json::Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                        .collect();
+                }
+                map.values_mut().for_each(clean);
+            }
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(report).map_err(|e| Error::Storage(Box::new(e)))?;
+    clean(&mut value);
+    Ok(value)
+}
+
 #[async_trait]
 impl LabStore for PostgresSnapshotStore {
     async fn create_suite(&self, suite: NewSuite) -> Result<StoredSuite> {
@@ -135,7 +161,7 @@ impl LabStore for PostgresSnapshotStore {
         .bind(summary.started_at)
         .bind(summary.duration_ms)
         .bind(summary.passed)
-        .bind(Json(&run.report))
+        .bind(Json(storable(&run.report)?))
         .execute(&self.pool)
         .await;
         match inserted {
