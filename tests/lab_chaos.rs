@@ -8,7 +8,7 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -21,18 +21,6 @@ const READER: &str = "rrrrrrrrrrrrrrrrrrrrrrrr";
 
 /// The tests that measure time take turns, so they do not measure each other.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn echo_upstream() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(Path::parent).unwrap();
-    let path = debug.join("examples").join("echo_upstream");
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples first (cargo build --examples)",
-        path.display()
-    );
-    path
-}
 
 /// A hub whose gateway runs one stdio upstream, `echo` (tools `echo__*`), restarted 200 ms
 /// after a crash; with `extra` servers appended to its hub.toml.
@@ -47,7 +35,7 @@ async fn chaos_hub(extra: &str, env: &[(&str, &str)]) -> ChaosHub {
     let config = format!(
         "[gateway]\nprefix = \"always\"\nrestart_initial = \"200ms\"\nrestart_max = \"400ms\"\n\n\
          [servers.echo]\ncommand = {command:?}\nargs = [\"stdio\", \"--name\", \"echo\"]\n{extra}",
-        command = echo_upstream().display().to_string(),
+        command = support::echo_upstream().display().to_string(),
     );
     std::fs::write(&path, config).unwrap();
     let mut env = env.to_vec();
@@ -79,19 +67,7 @@ impl ChaosHub {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = reqwest::Client::new().request(method, self.url(path));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        support::call(&reqwest::Client::new(), method, &self.url(path), key, body).await
     }
 
     async fn server(&self, id: &str, key: &str) -> Value {
@@ -515,7 +491,7 @@ async fn chaos_tables_are_checked_when_the_suite_is_loaded_and_an_unreachable_hu
     // A target that is not a hub's /mcp needs `hub`; a tool without a prefix needs `server`.
     let command = format!(
         "name = \"x\"\n[target]\ncommand = {:?}\nargs = [\"stdio\"]\n[[steps]]\nkind = \"call\"\ntool = \"echo\"\narguments = {{ text = \"hi\" }}\nrate = 10\nduration = \"1s\"\n[steps.chaos]\nat = \"0s\"\nkill = true\n",
-        echo_upstream().display().to_string()
+        support::echo_upstream().display().to_string()
     );
     let error = Suite::parse(&command, Path::new("."))
         .unwrap_err()

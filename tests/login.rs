@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::call;
+
 use std::{io::Write, process::Stdio, time::Duration};
 
 use reqwest::Method;
@@ -33,28 +35,6 @@ fn user_cli(database: &str, args: &[&str], stdin: &str) -> std::process::Output 
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = http.request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn log_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> (u16, Value) {

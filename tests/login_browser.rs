@@ -6,7 +6,7 @@
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` the test prints that it skipped,
 //! except under `CI=true`, where it fails: `.ci/run` installs both.
 
-use std::{io::Write, path::Path, process::Stdio, time::Duration};
+use std::{io::Write, process::Stdio, time::Duration};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -21,38 +21,13 @@ use webdriver::{Browser, browser_available, spawn_driver};
 const ADMIN_KEY: &str = "admin-key-for-the-setup-0001";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn echo_upstream() -> Result<String> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test binary has no target directory")?;
-    let path = dir.join("examples").join("echo_upstream");
-    ensure!(
-        path.exists(),
-        "build the examples first: cargo build --examples"
-    );
-    Ok(path.display().to_string())
-}
-
 async fn api(
     http: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
     body: Value,
 ) -> Result<(u16, Value)> {
-    let response = http
-        .request(method, url)
-        .bearer_auth(ADMIN_KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((
-        status,
-        serde_json::from_str(&response.text().await?).unwrap_or(Value::Null),
-    ))
+    Ok(support::call(http, method, url, Some(ADMIN_KEY), Some(body)).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +35,7 @@ async fn users_log_in_on_the_page_and_see_the_lab_live() -> Result<()> {
     if !browser_available() {
         return Ok(());
     }
-    let upstream = echo_upstream()?;
+    let upstream = support::echo_upstream().display().to_string();
     let dir = tempfile::tempdir()?;
     let database = format!("sqlite:{}", dir.path().join("hub.db").display());
     let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-hub"))

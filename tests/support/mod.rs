@@ -1,16 +1,59 @@
 //! What the end-to-end tests share: starting `mcp-hub serve` and stopping it as a user does,
-//! and the PostgreSQL + Redis that `.ci/run` provides (with a schema of each test's own).
+//! one REST call, the `echo_upstream` example, and the PostgreSQL + Redis that `.ci/run`
+//! provides (with a schema of each test's own).
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test file uses part of this.
 
 #[path = "../../benches/support/mod.rs"]
 mod spawn;
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 pub(crate) use spawn::{Announces, spawn_listening};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The built `echo_upstream` example (`cargo build --examples` first).
+pub(crate) fn echo_upstream() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let path = debug.join("examples").join("echo_upstream");
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples first (cargo build --examples)",
+        path.display()
+    );
+    path
+}
+
+/// One JSON call to a service: its status and JSON body (`null` when the body is not JSON).
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = http.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
 
 /// A running `mcp-hub serve` and the address it bound.
 pub(crate) struct Hub {
