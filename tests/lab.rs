@@ -621,17 +621,7 @@ async fn api(
     key: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value, String) {
-    let mut request = http.request(method, url).bearer_auth(key);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    (status, json, text)
+    support::call_with_text(http, method, url, Some(key), body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

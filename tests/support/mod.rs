@@ -37,6 +37,18 @@ pub(crate) async fn call(
     token: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    let (status, json, _) = call_with_text(http, method, url, token, body).await;
+    (status, json)
+}
+
+/// [`call`], with the body's text too (an HTML report, an error's wording).
+pub(crate) async fn call_with_text(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value, String) {
     let mut request = http.request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -49,10 +61,8 @@ pub(crate) async fn call(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (status, json, text)
 }
 
 /// A running `mcp-hub serve` and the address it bound.
