@@ -277,12 +277,15 @@ async fn injected_errors_fail_calls_only_inside_their_window() {
     assert!(chaos.error.is_none(), "{chaos:?}");
     assert_eq!(chaos.before.errors, 0, "{chaos:?}");
     assert!(chaos.during.errors >= 15, "{chaos:?}");
-    assert_eq!(chaos.after.errors, 0, "{chaos:?}");
+    // Outcomes are binned by when the answer arrived, and the window ends when the hub
+    // confirmed clearing the fault: a call the fault failed just before the DELETE may be
+    // answered after it (one call in flight at 20/s; seen once in a fresh-clone CI run).
+    assert!(chaos.after.errors <= 1, "{chaos:?}");
     assert!(chaos.after.requests >= 15, "{chaos:?}");
     // The gateway answers an injected failure as a tool error that says what it is.
     let failed: u64 = step.errors.values().sum();
     assert_eq!(step.errors[&ErrorKind::Tool], failed);
-    assert_eq!(failed, chaos.during.errors);
+    assert_eq!(failed, chaos.during.errors + chaos.after.errors);
     let sample = &step.error_samples[0].message;
     assert!(sample.contains("injected fault"), "{sample}");
     let recovery = chaos.recovery_ms.expect("it recovered");
